@@ -1,0 +1,3 @@
+from roomchat.cli import main
+
+main()

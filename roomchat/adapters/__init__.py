@@ -1,0 +1,54 @@
+"""The adapter interface: how a transport exposes the Manager.
+
+Built-in and third-party adapters alike are found through the entry-point group
+`roomchat.adapters` (see `roomchat.adapters.registry` and docs/plugins.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
+
+from roomchat.core.ports import Manager
+
+Ready = Callable[[str], None]
+"""Called once by an adapter with the URL it is listening on."""
+
+
+@dataclass(frozen=True)
+class AdapterSettings:
+    """What the command line gives every adapter."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    keepalive: float = 15.0  # seconds between keepalives on an idle stream
+    max_body: int = 64 * 1024
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+
+class Adapter(Protocol):
+    async def serve(self, ready: Ready, stopping: asyncio.Event) -> None:
+        """Bind, call ready(url), serve until `stopping` is set, drain, return.
+
+        Raise OSError (or any exception with a clear message) if it cannot bind.
+        """
+        ...
+
+
+class AdapterFactory(Protocol):
+    """What an entry point in `roomchat.adapters` loads: usually the adapter class."""
+
+    default_port: ClassVar[int]
+
+    def __call__(self, manager: Manager, settings: AdapterSettings) -> Adapter: ...
+
+
+__all__ = ["Adapter", "AdapterFactory", "AdapterSettings", "Ready"]

@@ -1,0 +1,92 @@
+"""Serving an ASGI app on uvicorn inside the runner's event loop.
+
+The runner owns the signals: uvicorn's own handlers are kept out of the way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable, Generator
+from typing import Any
+
+import uvicorn
+
+from roomchat.adapters import AdapterSettings, Ready
+
+GRACE = 3.0  # seconds for open requests to finish once stopping
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield  # the runner owns SIGINT and SIGTERM
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._on_started()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket. proto=IPPROTO_TCP makes asyncio set TCP_NODELAY."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def url_of(sock: socket.socket, tls: bool, scheme: str = "http") -> str:
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}{'s' if tls else ''}://{shown}:{port}"
+
+
+async def serve_asgi(
+    app: Any, settings: AdapterSettings, ready: Ready, stopping: asyncio.Event
+) -> None:
+    """Serve `app` until `stopping` is set, then let open responses finish."""
+    sock = bind(settings.host, settings.port)
+    config = uvicorn.Config(
+        app,
+        http="httptools",
+        ws="none",
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        ssl_certfile=settings.tls_cert,
+        ssl_keyfile=settings.tls_key,
+        timeout_graceful_shutdown=int(GRACE),
+        timeout_keep_alive=30,
+        limit_concurrency=None,
+        backlog=2048,
+    )
+    server = _Server(config, lambda: ready(url_of(sock, settings.tls)))
+    serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+    stop = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait({serving, stop}, return_when=asyncio.FIRST_COMPLETED)
+        server.should_exit = True
+        await serving
+    finally:
+        stop.cancel()
+        if not serving.done():
+            server.force_exit = True
+            serving.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await serving
+        sock.close()
+

@@ -1,0 +1,105 @@
+"""The routes of the `rest` adapter (contract: REST adapter, SSE streams)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from roomchat.adapters import AdapterSettings
+from roomchat.adapters.metrics import metrics_endpoint
+from roomchat.adapters.rest.openapi import OPENAPI
+from roomchat.adapters.sse import EventStream, resume_id
+from roomchat.adapters.web import EXCEPTION_HANDLERS, parse_object, read_body
+from roomchat.core import Manager, Message, to_json, validation
+from roomchat.core.errors import ValidationError
+
+_DOCS = Path(__file__).parent / "static" / "docs.html"
+
+
+def message_created(message: Message) -> Response:
+    body = b'{"success":true,"message":%s}' % message.encode(to_json)
+    return Response(body, status_code=201, media_type="application/json")
+
+
+def messages_page(messages: list[Message]) -> Response:
+    body = b'{"messages":[%s]}' % b",".join([m.encode(to_json) for m in messages])
+    return Response(body, media_type="application/json")
+
+
+def text_field(body: dict[str, object]) -> object:
+    """`text`, or the Go server's `data` in its place."""
+    return body["text"] if "text" in body else body.get("data")
+
+
+def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
+    async def post_message(request: Request) -> Response:
+        body = parse_object(await read_body(request, settings.max_body))
+        user = body.get("userId")
+        text = text_field(body)
+        if not isinstance(user, str):
+            raise ValidationError("userId", "userId is required and must be a string")
+        if not isinstance(text, str):
+            raise ValidationError("text", "text is required and must be a string")
+        message = await manager.submit(request.path_params["roomId"], user, text)
+        return message_created(message)
+
+    async def stream(request: Request) -> Response:
+        room_id = request.path_params["roomId"]
+        after = resume_id(request.scope, dict(request.query_params))
+        validation.room_id(room_id)  # a 422 before the stream starts
+        return EventStream(manager, room_id, after, "sse", settings.keepalive)  # type: ignore[return-value]
+
+    async def history(request: Request) -> Response:
+        query = request.query_params
+        raw_limit = query.get("limit", "50")
+        if not raw_limit.isdigit():
+            raise ValidationError("limit", "limit must be a whole number from 1 to 1000")
+        messages = await manager.history(
+            request.path_params["roomId"],
+            int(raw_limit),
+            query.get("after") or None,
+            query.get("before") or None,
+        )
+        return messages_page(messages)
+
+    async def room(request: Request) -> Response:
+        info = await manager.room(request.path_params["roomId"])
+        return JSONResponse(info.to_dict())
+
+    async def rooms(request: Request) -> Response:
+        return JSONResponse({"rooms": [info.to_dict() for info in await manager.rooms()]})
+
+    async def delete(request: Request) -> Response:
+        await manager.delete(request.path_params["roomId"])
+        return JSONResponse({"success": True})
+
+    async def healthz(request: Request) -> Response:
+        if await manager.healthy():
+            return JSONResponse({"status": "ok", "backend": "ok"})
+        return JSONResponse({"status": "unavailable", "backend": "unreachable"}, 503)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(OPENAPI)
+
+    async def docs(request: Request) -> Response:
+        return FileResponse(_DOCS, media_type="text/html")
+
+    return Starlette(
+        routes=[
+            Route("/api/room/{roomId}", post_message, methods=["POST"]),
+            Route("/api/room/{roomId}", room, methods=["GET"]),
+            Route("/api/room/{roomId}", delete, methods=["DELETE"]),
+            Route("/api/room/{roomId}/messages", history, methods=["GET"]),
+            Route("/api/stream/{roomId}", stream, methods=["GET"]),
+            Route("/api/rooms", rooms, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint(manager), methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
+            Route("/docs", docs, methods=["GET"]),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+    )

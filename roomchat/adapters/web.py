@@ -1,0 +1,87 @@
+"""What the Starlette adapters share: contract errors as JSON and bounded bodies."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from roomchat.core import BackendUnavailable, ValidationError
+
+log = logging.getLogger("roomchat.http")
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"code": status, "message": message}, status_code=status)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed `limit`."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise BadRequest(400, "Content-Length must be a number")
+        if int(declared) > limit:
+            raise BadRequest(413, f"body must be at most {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(413, f"body must be at most {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_object(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        raise BadRequest(400, "body must be a well-formed JSON object") from None
+    if not isinstance(value, dict):
+        raise BadRequest(400, "body must be a JSON object")
+    return value
+
+
+async def _bad_request(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BadRequest)
+    return error(exc.status, exc.message)
+
+
+async def _invalid(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ValidationError)
+    return error(422, exc.message)
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    return error(503, f"backend unavailable: {exc}")
+
+
+async def _http(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return error(exc.status_code, exc.detail)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error(500, "internal error")
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    BadRequest: _bad_request,
+    ValidationError: _invalid,
+    BackendUnavailable: _unavailable,
+    HTTPException: _http,
+    Exception: _unexpected,
+}

@@ -1,0 +1,127 @@
+"""The `roomchat` command: `serve` composes adapters over one room service."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+try:  # typer vendors click since 0.2x; older releases use click itself
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_errors  # type: ignore[no-redef]
+
+from roomchat import __version__, logs
+from roomchat.adapters import Adapter, AdapterSettings
+from roomchat.adapters.registry import AdapterEntry, available
+from roomchat.bootstrap import ServiceSettings, build_service
+from roomchat.core import BackendUnavailable
+from roomchat.runner import StartupError, run_forever
+
+app = typer.Typer(
+    help="roomchat: a realtime chat server with rooms, history and pluggable transports.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _env(name: str) -> str:
+    return f"ROOMCHAT_{name}"
+
+
+@app.command()
+def serve(
+    all_: Annotated[bool, typer.Option("--all", envvar=_env("ALL"), help="Serve every adapter found.")] = False,
+    adapter: Annotated[list[str] | None, typer.Option("--adapter", envvar=_env("ADAPTER"), help="Adapter to serve (repeatable).")] = None,
+    host: Annotated[str, typer.Option(envvar=_env("HOST"), help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[list[str] | None, typer.Option("--port", envvar=_env("PORT"), help="NAME=PORT (repeatable); 0 picks a free port.")] = None,
+    backend: Annotated[str, typer.Option(envvar=_env("BACKEND"), help="memory or redis://HOST:PORT/DB")] = "memory",
+    history: Annotated[int, typer.Option(envvar=_env("HISTORY"), min=1, help="Messages kept per room.")] = 1000,
+    max_text: Annotated[int, typer.Option(envvar=_env("MAX_TEXT"), min=1, help="Longest text, in characters.")] = 4096,
+    buffer: Annotated[int, typer.Option(envvar=_env("BUFFER"), min=1, help="Messages a listener may fall behind before it is ended as lagged.")] = 1024,
+    keepalive: Annotated[float, typer.Option(envvar=_env("KEEPALIVE"), min=0.05, help="Seconds between keepalives on idle streams.")] = 15.0,
+    tls_cert: Annotated[str | None, typer.Option(envvar=_env("TLS_CERT"), help="PEM certificate: serve TLS.")] = None,
+    tls_key: Annotated[str | None, typer.Option(envvar=_env("TLS_KEY"), help="PEM private key for --tls-cert.")] = None,
+    log_level: Annotated[str, typer.Option(envvar=_env("LOG_LEVEL"), help="critical, error, warning, info or debug.")] = "info",
+    log_json: Annotated[bool, typer.Option(envvar=_env("LOG_JSON"), help="Log one JSON object a line.")] = False,
+) -> None:
+    """Serve the chosen adapters (all of them by default) in one process."""
+    found = available()
+    names = sorted(found) if all_ or not adapter else list(dict.fromkeys(adapter))
+    unknown = [n for n in names if n not in found]
+    if unknown:
+        raise typer.BadParameter(f"unknown adapter {unknown[0]!r}; installed: {', '.join(sorted(found))}")
+    if (tls_cert is None) != (tls_key is None):
+        raise typer.BadParameter("--tls-cert and --tls-key go together")
+    if log_level not in logs.LEVELS:
+        raise typer.BadParameter(f"--log-level must be one of {', '.join(logs.LEVELS)}")
+    ports = _parse_ports(port or [], names)
+    logs.configure(log_level, log_json)
+    try:
+        service = build_service(ServiceSettings(backend, history, max_text, buffer))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    adapters: dict[str, Adapter] = {}
+    for name in names:
+        factory = found[name].load()
+        settings = AdapterSettings(
+            host=host,
+            port=ports.get(name, getattr(factory, "default_port", 0)),
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            keepalive=keepalive,
+        )
+        adapters[name] = factory(service, settings)
+    try:
+        run_forever(service, adapters)
+    except (StartupError, BackendUnavailable) as exc:
+        _fail(str(exc))
+
+
+def _parse_ports(values: list[str], names: list[str]) -> dict[str, int]:
+    ports: dict[str, int] = {}
+    for value in values:
+        for item in value.split(","):
+            name, sep, number = item.partition("=")
+            if not sep or not number.isdigit() or int(number) > 65535:
+                raise typer.BadParameter(f"--port takes NAME=PORT, got {item!r}")
+            if name not in names:
+                raise typer.BadParameter(f"--port names {name!r}, which is not being served")
+            ports[name] = int(number)
+    return ports
+
+
+@app.command()
+def adapters() -> None:
+    """List every adapter found: name, distribution and version."""
+    found: dict[str, AdapterEntry] = available()
+    width = max((len(n) for n in found), default=4)
+    for entry in found.values():
+        print(f"{entry.name:<{width}}  {entry.distribution} {entry.version}")
+
+
+@app.command()
+def version() -> None:
+    """Print roomchat's version."""
+    print(__version__)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    print(f"roomchat: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(code)
+
+
+def main() -> None:
+    """Entry point: usage errors are one line on stderr, never a traceback."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(prog_name="roomchat", standalone_mode=False)
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        raise SystemExit(130) from None
+    except click_errors.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)

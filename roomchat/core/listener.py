@@ -1,0 +1,149 @@
+"""One listener: a bounded buffer between a room and one client's writer.
+
+The room pushes into it without ever waiting; the writer takes everything
+pending in one go and writes it in one call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass
+
+from roomchat.core.message import IdKey, Message
+
+
+class EndReason(enum.Enum):
+    """Why a listener's stream ends."""
+
+    DELETED = "deleted"  # the room was deleted
+    LAGGED = "lagged"  # its buffer was full: the client was too slow
+    SHUTDOWN = "shutdown"  # the server is stopping
+    UNAVAILABLE = "unavailable"  # the backend's feed was lost; resume later
+    CLOSED = "closed"  # the client went away
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """The id a client resumed from is no longer in history."""
+
+    last_event_id: str
+    oldest_id: str | None
+
+
+class Counters:
+    """Plain counters shared by a service and its listeners; read by /metrics."""
+
+    __slots__ = ("delivered", "lagged", "published")
+
+    def __init__(self) -> None:
+        self.published = 0
+        self.delivered = 0
+        self.lagged = 0
+
+
+class Listener:
+    """A client's place in a room. Adapters call `wait` and `take`."""
+
+    __slots__ = (
+        "_counters",
+        "_floor",
+        "_limit",
+        "_pending",
+        "_waiter",
+        "ended",
+        "gap",
+        "last_id",
+        "room_id",
+        "transport",
+    )
+
+    def __init__(self, room_id: str, transport: str, limit: int, counters: Counters) -> None:
+        self.room_id = room_id
+        self.transport = transport
+        self.ended: EndReason | None = None
+        self.gap: Gap | None = None
+        self.last_id: str | None = None  # the last id handed to the writer
+        self._limit = limit
+        self._pending: list[Message] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._floor: IdKey | None = None  # drop live messages at or below this key
+        self._counters = counters
+
+    def push(self, message: Message) -> None:
+        """Hot path, once per message per listener: append and wake. Never await here."""
+        if self.ended is not None:
+            return
+        floor = self._floor
+        if floor is not None:
+            if message.key <= floor:
+                return  # already sent as part of the replay
+            self._floor = None  # ids only grow: every later message passes too
+        if len(self._pending) >= self._limit:
+            self._counters.lagged += 1
+            self._pending = []
+            self.end(EndReason.LAGGED)
+            return
+        self._pending.append(message)
+        self._wake()
+
+    def end(self, reason: EndReason) -> None:
+        """End the stream; what is pending is still taken, except after a lag."""
+        if self.ended is None:
+            self.ended = reason
+            self._wake()
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        """Wait until there is something to take or the stream ended; False on timeout."""
+        if self._pending or self.ended is not None:
+            return True
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(timeout, _expire, waiter) if timeout is not None else None
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+        return bool(self._pending) or self.ended is not None
+
+    def take(self) -> list[Message]:
+        """Everything pending, oldest first, to be written in one call."""
+        batch = self._pending
+        if batch:
+            self._pending = []
+            self.last_id = batch[-1].id
+            self._counters.delivered += len(batch)
+        return batch
+
+    @property
+    def done(self) -> bool:
+        """Ended and nothing left to take: the writer ends the stream."""
+        return self.ended is not None and not self._pending
+
+    def begin(self, replay: list[Message], after: IdKey | None, gap: Gap | None) -> None:
+        """Put a replay from history ahead of the live messages pushed meanwhile.
+
+        Live messages at or below the replay's last id (or the resumed id) are
+        dropped, now and as they arrive, so the seam has no gap and no duplicate.
+        """
+        self.gap = gap
+        floor = replay[-1].key if replay else after
+        live = self._pending
+        if floor is not None:
+            live = [m for m in live if m.key > floor]
+            self._floor = None if live else floor
+        self._pending = replay + live
+        if self._pending:
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -1,0 +1,151 @@
+"""The room service: the `Manager` every adapter talks to."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from roomchat.core import validation
+from roomchat.core.broadcaster import Broadcaster
+from roomchat.core.errors import BackendUnavailable, ValidationError
+from roomchat.core.listener import Counters, EndReason, Gap, Listener
+from roomchat.core.message import Message, id_key
+from roomchat.core.ports import Backend, RoomInfo, Stats
+
+DEFAULT_BUFFER = 1024
+MAX_PAGE = 1000
+
+
+class RoomService:
+    """Rooms, listeners and history over one backend, for one process."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        buffer_size: int = DEFAULT_BUFFER,
+        max_text: int = validation.DEFAULT_MAX_TEXT,
+    ) -> None:
+        if buffer_size < 1:
+            raise ValueError("buffer_size must be at least 1")
+        self._backend = backend
+        self._buffer_size = buffer_size
+        self._max_text = max_text
+        self._rooms: dict[str, Broadcaster] = {}
+        self._counters = Counters()
+        self._listeners: dict[str, int] = {}
+        self._closing = False
+
+    async def start(self) -> None:
+        await self._backend.start(self)
+
+    async def close(self) -> None:
+        """End every stream (SHUTDOWN) and release the backend."""
+        self._closing = True
+        for room in self._rooms.values():
+            room.end_all(EndReason.SHUTDOWN)
+        await self._backend.close()
+
+    # -- Manager -------------------------------------------------------------
+
+    @asynccontextmanager
+    async def listen(
+        self, room_id: str, after: str | None = None, *, transport: str = "unknown"
+    ) -> AsyncIterator[Listener]:
+        validation.room_id(room_id)
+        if self._closing:
+            raise BackendUnavailable("the server is stopping")
+        room = self._rooms.get(room_id)
+        if room is None:
+            room = self._rooms[room_id] = Broadcaster(room_id)
+            try:
+                await self._backend.subscribe(room_id)
+            except BaseException:
+                room.end_all(EndReason.UNAVAILABLE)  # openers waiting on `ready`
+                room.ready.set()
+                self._rooms.pop(room_id, None)
+                raise
+            room.ready.set()
+        listener = Listener(room_id, transport, self._buffer_size, self._counters)
+        room.listeners[listener] = None
+        self._listeners[transport] = self._listeners.get(transport, 0) + 1
+        try:
+            await room.ready.wait()
+            if after is not None:
+                await self._replay(listener, after)
+            yield listener
+        finally:
+            self._listeners[transport] -= 1
+            room.listeners.pop(listener, None)
+            if not room.listeners and self._rooms.get(room_id) is room:
+                del self._rooms[room_id]
+                self._backend.unsubscribe(room_id)
+
+    async def _replay(self, listener: Listener, after: str) -> None:
+        listener.last_id = after
+        replay = await self._backend.replay(listener.room_id, after)
+        if replay.found:
+            listener.begin(replay.messages, id_key(after), None)
+        else:
+            listener.begin(replay.messages, None, Gap(after, replay.oldest_id))
+
+    async def submit(self, room_id: str, user_id: str, text: str) -> Message:
+        validation.room_id(room_id)
+        user = validation.user_id(user_id)
+        validation.text(text, self._max_text)
+        message = await self._backend.publish(room_id, user, text)
+        self._counters.published += 1
+        return message
+
+    async def history(
+        self, room_id: str, limit: int = 50, after: str | None = None, before: str | None = None
+    ) -> list[Message]:
+        validation.room_id(room_id)
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValidationError("limit", f"limit must be 1-{MAX_PAGE}")
+        for name, value in (("after", after), ("before", before)):
+            if value is not None and id_key(value) is None:
+                raise ValidationError(name, f"{name} must be a message id")
+        if after is not None and before is not None:
+            raise ValidationError("before", "give after or before, not both")
+        return await self._backend.history(room_id, limit, after, before)
+
+    async def room(self, room_id: str) -> RoomInfo:
+        validation.room_id(room_id)
+        return RoomInfo(room_id, self._local_listeners(room_id), await self._backend.last_id(room_id))
+
+    async def rooms(self) -> list[RoomInfo]:
+        names = set(await self._backend.rooms()) | set(self._rooms)
+        return [await self.room(name) for name in sorted(names)]
+
+    async def delete(self, room_id: str) -> None:
+        validation.room_id(room_id)
+        await self._backend.delete(room_id)
+
+    async def healthy(self) -> bool:
+        return await self._backend.ping()
+
+    def stats(self) -> Stats:
+        c = self._counters
+        return Stats(c.published, c.delivered, c.lagged, dict(self._listeners))
+
+    def _local_listeners(self, room_id: str) -> int:
+        room = self._rooms.get(room_id)
+        return sum(1 for x in room.listeners if x.ended is None) if room else 0
+
+    # -- BackendSink -----------------------------------------------------------
+
+    def message(self, message: Message) -> None:
+        room = self._rooms.get(message.room_id)
+        if room is not None:
+            room.publish(message)
+
+    def deleted(self, room_id: str) -> None:
+        room = self._rooms.get(room_id)
+        if room is not None:
+            room.end_all(EndReason.DELETED)
+
+    def interrupted(self, room_id: str) -> None:
+        room = self._rooms.get(room_id)
+        if room is not None:
+            room.end_all(EndReason.UNAVAILABLE)

@@ -1,0 +1,43 @@
+"""The contract's validation rules, the same on every transport."""
+
+from __future__ import annotations
+
+import re
+
+from roomchat.core.errors import ValidationError
+
+MAX_ID = 64
+DEFAULT_MAX_TEXT = 4096
+_ROOM_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def room_id(value: object) -> str:
+    if not isinstance(value, str) or not _ROOM_ID.fullmatch(value):
+        raise ValidationError(
+            "roomId", "roomId must be 1-64 characters of A-Z a-z 0-9 - _ ."
+        )
+    return value
+
+
+def user_id(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValidationError("userId", "userId must be a string")
+    trimmed = value.strip()
+    if not 1 <= len(trimmed) <= MAX_ID:
+        raise ValidationError("userId", "userId must be 1-64 characters after trimming")
+    if _CONTROL.search(trimmed):
+        raise ValidationError("userId", "userId must not contain control characters")
+    return trimmed
+
+
+def text(value: object, max_text: int = DEFAULT_MAX_TEXT) -> str:
+    if not isinstance(value, str):
+        raise ValidationError("text", "text must be a string")
+    if not value.strip():
+        raise ValidationError("text", "text must not be empty or only whitespace")
+    if len(value) > max_text:
+        raise ValidationError("text", f"text must be at most {max_text} characters")
+    if "\x00" in value:
+        raise ValidationError("text", "text must not contain NUL")
+    return value

@@ -1,0 +1,175 @@
+"""Test helpers: real servers on free ports, and a streaming SSE reader."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from roomchat.adapters import AdapterSettings
+from roomchat.adapters.registry import available
+from roomchat.bootstrap import ServiceSettings, build_service
+from roomchat.core import RoomService
+from roomchat.runner import run
+
+
+@dataclass
+class Running:
+    urls: dict[str, str]
+    service: RoomService
+    stopping: asyncio.Event
+    task: asyncio.Task[None]
+
+    def url(self, name: str = "rest") -> str:
+        return self.urls[name]
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    *names: str,
+    service_settings: ServiceSettings | None = None,
+    **adapter_settings: Any,
+) -> AsyncIterator[Running]:
+    """Run adapters in this event loop, on free ports, over one fresh service."""
+    names = names or ("rest",)
+    service = build_service(service_settings or ServiceSettings())
+    found = available()
+    adapters = {
+        name: found[name].load()(service, AdapterSettings(port=0, **adapter_settings))
+        for name in names
+    }
+    urls: dict[str, str] = {}
+    all_ready = asyncio.Event()
+
+    def ready(name: str, url: str) -> None:
+        urls[name] = url
+        if len(urls) == len(adapters):
+            all_ready.set()
+
+    stopping = asyncio.Event()
+    task = asyncio.ensure_future(run(service, adapters, ready, stopping))
+    waiter = asyncio.ensure_future(all_ready.wait())
+    await asyncio.wait({task, waiter}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()
+    assert all_ready.is_set(), "adapters did not report listening"
+    try:
+        yield Running(urls, service, stopping, task)
+    finally:
+        stopping.set()
+        await asyncio.wait_for(task, 10)
+
+
+@dataclass
+class Event:
+    event: str = "message"
+    data: str = ""
+    id: str | None = None
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+@dataclass
+class SSE:
+    """Reads a real event stream incrementally from an httpx streaming response."""
+
+    response: httpx.Response
+    comments: list[str] = field(default_factory=list)
+    _lines: AsyncIterator[str] | None = None
+
+    async def next(self, timeout: float = 5.0) -> Event | None:
+        """The next event, or None when the stream ended."""
+        return await asyncio.wait_for(self._next(), timeout)
+
+    async def _next(self) -> Event | None:
+        if self._lines is None:
+            self._lines = self.response.aiter_lines()
+        current = Event()
+        seen = False
+        async for line in self._lines:
+            if line == "":
+                if seen:
+                    return current
+                continue
+            if line.startswith(":"):
+                self.comments.append(line[1:].strip())
+                continue
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            seen = True
+            if name == "event":
+                current.event = value
+            elif name == "data":
+                current.data = value if not current.data else current.data + "\n" + value
+            elif name == "id":
+                current.id = value
+        return None
+
+    async def messages(self, count: int, timeout: float = 5.0) -> list[Event]:
+        got: list[Event] = []
+        while len(got) < count:
+            ev = await self.next(timeout)
+            assert ev is not None, f"stream ended after {len(got)} of {count} messages"
+            assert ev.event == "message", f"expected a message, got {ev}"
+            got.append(ev)
+        return got
+
+
+@contextlib.asynccontextmanager
+async def stream(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str] | None = None
+) -> AsyncIterator[SSE]:
+    async with client.stream("GET", url, headers=headers, timeout=httpx.Timeout(30, read=None)) as resp:
+        assert resp.status_code == 200, resp.status_code
+        yield SSE(resp)
+
+
+@dataclass
+class Process:
+    proc: subprocess.Popen[str]
+    urls: dict[str, str]
+
+    def terminate(self, timeout: float = 6.0) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+
+@contextlib.contextmanager
+def roomchat_process(*args: str, expect: int = 1, env: dict[str, str] | None = None) -> Iterator[Process]:
+    """`roomchat serve ARGS` as a subprocess; waits for `expect` listening lines."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "roomchat", "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    urls: dict[str, str] = {}
+    try:
+        assert proc.stdout is not None
+        while len(urls) < expect:
+            line = proc.stdout.readline()
+            if not line:
+                err = proc.stderr.read() if proc.stderr else ""
+                raise AssertionError(f"roomchat exited early: {err}")
+            if " listening on " in line:
+                head, _, url = line.strip().partition(" listening on ")
+                urls[head.removeprefix("roomchat: ")] = url
+        yield Process(proc, urls)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe:
+                pipe.close()
