@@ -89,9 +89,15 @@ class SSE:
 
     async def next(self, timeout: float = 5.0) -> Event | None:
         """The next event, or None when the stream ended."""
-        return await asyncio.wait_for(self._next(), timeout)
+        event = await asyncio.wait_for(self._next(), timeout)
+        assert not isinstance(event, str)
+        return event
 
-    async def _next(self) -> Event | None:
+    async def comment(self, timeout: float = 5.0) -> str | None:
+        """The next comment line (events before it are skipped), or None at the end."""
+        return await asyncio.wait_for(self._next(until_comment=True), timeout)  # type: ignore[return-value]
+
+    async def _next(self, until_comment: bool = False) -> Event | str | None:
         if self._lines is None:
             self._lines = self.response.aiter_lines()
         current = Event()
@@ -103,6 +109,8 @@ class SSE:
                 continue
             if line.startswith(":"):
                 self.comments.append(line[1:].strip())
+                if until_comment:
+                    return self.comments[-1]
                 continue
             name, _, value = line.partition(":")
             value = value[1:] if value.startswith(" ") else value
@@ -119,7 +127,7 @@ class SSE:
         got: list[Event] = []
         while len(got) < count:
             ev = await self.next(timeout)
-            assert ev is not None, f"stream ended after {len(got)} of {count} messages"
+            assert isinstance(ev, Event), f"stream ended after {len(got)} of {count} messages"
             assert ev.event == "message", f"expected a message, got {ev}"
             got.append(ev)
         return got
