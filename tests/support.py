@@ -181,3 +181,65 @@ def roomchat_process(*args: str, expect: int = 1, env: dict[str, str] | None = N
         for pipe in (proc.stdout, proc.stderr):
             if pipe:
                 pipe.close()
+
+
+class RawStream:
+    """A hand-made HTTP/1.1 SSE client that can be cut at any byte."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self._buffer = b""
+
+    @classmethod
+    async def open(cls, base: str, path: str, last_id: str | None = None) -> RawStream:
+        host, port = base.removeprefix("http://").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        extra = f"Last-Event-ID: {last_id}\r\n" if last_id else ""
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        return cls(reader, writer)
+
+    async def chunk(self) -> bytes:
+        """The next chunk of the body; b"" at its end."""
+        size = int((await self.reader.readline()).strip(), 16)
+        data = await self.reader.readexactly(size + 2)
+        return data[:-2]
+
+    async def events(self, budget: int | None = None) -> list[Event]:
+        """Complete events read until `budget` body bytes (then cut) or the end."""
+        events: list[Event] = []
+        read = 0
+        while budget is None or read < budget:
+            data = await self.chunk()
+            if not data:
+                break
+            read += len(data)
+            self._buffer += data
+            *complete, self._buffer = self._buffer.split(b"\n\n")
+            for block in complete:
+                ev = _parse_block(block.decode())
+                if ev is not None:
+                    events.append(ev)
+        return events
+
+    def cut(self) -> None:
+        self.writer.transport.abort()
+
+
+def _parse_block(block: str) -> Event | None:
+    ev = Event()
+    seen = False
+    for line in block.split("\n"):
+        if not line or line.startswith(":"):
+            continue
+        name, _, value = line.partition(": ")
+        seen = True
+        if name == "id":
+            ev.id = value
+        elif name == "event":
+            ev.event = value
+        elif name == "data":
+            ev.data = value
+    return ev if seen else None

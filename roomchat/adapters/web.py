@@ -22,8 +22,8 @@ class BadRequest(Exception):
         self.message = message
 
 
-def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"code": status, "message": message}, status_code=status)
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"code": status, "message": message}, status_code=status, headers=headers)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -56,7 +56,8 @@ def parse_object(body: bytes) -> dict[str, Any]:
 
 async def _bad_request(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BadRequest)
-    return error(exc.status, exc.message)
+    # After a 413 the rest of the body is not worth reading: close the connection.
+    return error(exc.status, exc.message, {"connection": "close"} if exc.status == 413 else None)
 
 
 async def _invalid(request: Request, exc: Exception) -> Response:

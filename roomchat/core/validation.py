@@ -10,6 +10,7 @@ MAX_ID = 64
 DEFAULT_MAX_TEXT = 4096
 _ROOM_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON can smuggle them in; UTF-8 cannot carry them
 
 
 def room_id(value: object) -> str:
@@ -26,7 +27,7 @@ def user_id(value: object) -> str:
     trimmed = value.strip()
     if not 1 <= len(trimmed) <= MAX_ID:
         raise ValidationError("userId", "userId must be 1-64 characters after trimming")
-    if _CONTROL.search(trimmed):
+    if _CONTROL.search(trimmed) or _SURROGATE.search(trimmed):
         raise ValidationError("userId", "userId must not contain control characters")
     return trimmed
 
@@ -40,4 +41,6 @@ def text(value: object, max_text: int = DEFAULT_MAX_TEXT) -> str:
         raise ValidationError("text", f"text must be at most {max_text} characters")
     if "\x00" in value:
         raise ValidationError("text", "text must not contain NUL")
+    if _SURROGATE.search(value):
+        raise ValidationError("text", "text must be valid Unicode (no lone surrogates)")
     return value
