@@ -1,0 +1,114 @@
+"""`roomchat serve` and `roomchat adapters` as a user runs them: a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from roomchat.adapters.registry import available
+from tests.support import RawStream, roomchat_process
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "roomchat", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_adapters_lists_the_built_in_ones_with_distribution_and_version() -> None:
+    out = run_cli("adapters")
+    assert out.returncode == 0, out.stderr
+    lines = {line.split()[0]: line.split()[1:] for line in out.stdout.splitlines()}
+    assert lines["rest"] == ["roomchat", "0.1.0"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_a_signal_ends_open_streams_cleanly_and_exits_0(sig: signal.Signals) -> None:
+    with roomchat_process("--adapter", "rest", "--port", "rest=0") as server:
+        base = server.urls["rest"]
+        streams = [await RawStream.open(base, f"/api/stream/room{i}") for i in range(3)]
+        for s in streams:
+            await s.chunk()  # connected
+        async with httpx.AsyncClient() as client:
+            r = await client.post(f"{base}/api/room/room0", json={"userId": "a", "text": "bye"})
+            assert r.status_code == 201
+        started = time.monotonic()
+        server.proc.send_signal(sig)
+        for i, s in enumerate(streams):
+            events = await asyncio.wait_for(s.events(), 5)  # ends with the chunked terminator
+            assert [e.json()["text"] for e in events] == (["bye"] if i == 0 else [])
+        code = await asyncio.to_thread(server.proc.wait, 5)
+        assert code == 0  # not -15: uvicorn's own signal handlers are kept out of the way
+        assert time.monotonic() - started < 5
+        assert server.proc.stderr is not None
+        assert "Traceback" not in server.proc.stderr.read()
+
+
+def test_serves_every_adapter_by_default_in_one_process() -> None:
+    names = sorted(available())
+    ports = [arg for name in names for arg in ("--port", f"{name}=0")]
+    with roomchat_process(*ports, expect=len(names)) as server:
+        assert sorted(server.urls) == names
+        assert server.urls["rest"].startswith("http://127.0.0.1:")
+        assert server.terminate() == 0
+
+
+def test_environment_variables_set_options() -> None:
+    env = {"ROOMCHAT_ADAPTER": "rest", "ROOMCHAT_PORT": "rest=0", "ROOMCHAT_MAX_TEXT": "5"}
+    with roomchat_process(env=env) as server:
+        base = server.urls["rest"]
+        ok = httpx.post(f"{base}/api/room/r", json={"userId": "a", "text": "12345"})
+        too_long = httpx.post(f"{base}/api/room/r", json={"userId": "a", "text": "123456"})
+        assert (ok.status_code, too_long.status_code) == (201, 422)
+        assert "at most 5" in too_long.json()["message"]
+        assert server.terminate() == 0
+
+
+def _one_line_error(out: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("roomchat: error: ")
+    for word in words:
+        assert word in lines[0]
+    assert "Traceback" not in out.stderr
+
+
+def test_unknown_adapter_is_one_clear_line() -> None:
+    _one_line_error(run_cli("serve", "--adapter", "carrier-pigeon"), "carrier-pigeon")
+
+
+def test_port_in_use_is_one_clear_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        _one_line_error(run_cli("serve", "--adapter", "rest", "--port", f"rest={port}"), "rest", "in use")
+
+
+@pytest.mark.parametrize(
+    ("args", "word"),
+    [
+        (["--port", "rest"], "NAME=PORT"),
+        (["--port", "rest=99999"], "NAME=PORT"),
+        (["--history", "0"], "history"),
+        (["--bogus"], "bogus"),
+        (["--backend", "carrier://x"], "backend"),
+        (["--log-level", "loud"], "log-level"),
+        (["--tls-cert", "x.pem"], "tls"),
+    ],
+)
+def test_bad_options_are_one_clear_line(args: list[str], word: str) -> None:
+    _one_line_error(run_cli("serve", "--adapter", "rest", *args), word)
