@@ -32,8 +32,7 @@ CHROMIUM_ARGS = [
 ROOM = "design-review"
 CONVERSATION = [
     ("grace", "Morning! Did the new build go out?"),
-    ("linus", "Yes, deployed at 9:40. Every open page reconnected by itself after the restart."),
-    ("ada", "And resumed from its last message: nothing missing, nothing twice."),
+    ("ada", "Yes, at 9:40. Every open page reconnected by itself: nothing missing, nothing twice."),
     ("grace", "Lovely. Notes for the release:\n• Enter sends\n• Shift+Enter starts a new line"),
     ("linus", "Markup stays text, too: <img src=x onerror=alert(1)>"),
 ]
@@ -44,7 +43,9 @@ async def main(out: Path, width: int, height: int) -> None:
     adapter = HtmlAdapter(service, AdapterSettings(port=0))
     listening: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     stopping = asyncio.Event()
-    server = asyncio.ensure_future(run(service, {"html": adapter}, lambda _, url: listening.set_result(url), stopping))
+    server = asyncio.ensure_future(
+        run(service, {"html": adapter}, lambda _, url: listening.set_result(url), stopping)
+    )
     try:
         base = await asyncio.wait_for(listening, 10)
         for user, text in CONVERSATION:
@@ -75,7 +76,8 @@ async def main(out: Path, width: int, height: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "docs" / "chat.png")
+    default = Path(__file__).resolve().parent.parent / "docs" / "chat.png"
+    parser.add_argument("--out", type=Path, default=default)
     parser.add_argument("--width", type=int, default=1000)
     parser.add_argument("--height", type=int, default=700)
     options = parser.parse_args()

@@ -1,0 +1,137 @@
+"""The routes of the `html` adapter (contract: HTML adapter, SSE streams)."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from roomchat.adapters import AdapterSettings
+from roomchat.adapters.html.pages import STATIC, error_page, render, shown
+from roomchat.adapters.rest.app import message_created, text_field
+from roomchat.adapters.sse import EventStream, resume_id
+from roomchat.adapters.web import EXCEPTION_HANDLERS, BadRequest, parse_object, read_body
+from roomchat.core import BackendUnavailable, Manager, ValidationError, validation
+
+HISTORY_SHOWN = 100  # messages rendered into the chat page on arrival
+_FORM = "application/x-www-form-urlencoded"
+
+
+def parse_form(body: bytes) -> dict[str, str]:
+    """An urlencoded form; the first value of each field wins."""
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict", max_num_fields=64)
+    except ValueError:  # bad UTF-8, bad percent-encoding, too many fields
+        raise BadRequest(400, "body must be a well-formed UTF-8 urlencoded form") from None
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        form.setdefault(name, value)
+    return form
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+
+def _wants_html(request: Request) -> bool:
+    return request.headers.get("accept", "").lstrip().startswith("text/html")
+
+
+def _user_and_text(media: str, body: bytes) -> tuple[str, str]:
+    """The Go server's form (`user`, `message`), or JSON as REST (`userId`, `text` or `data`)."""
+    if media == "multipart/form-data":
+        raise BadRequest(415, f"send the form as {_FORM}, or JSON")
+    if media == _FORM:
+        form = parse_form(body)
+        user, text = form.get("user"), form.get("message")
+        if user is None:
+            raise ValidationError("user", "user is required")
+        if text is None:
+            raise ValidationError("message", "message is required")
+        return user, text
+    data = parse_object(body)
+    user_value, text_value = data.get("userId"), text_field(data)
+    if not isinstance(user_value, str):
+        raise ValidationError("userId", "userId is required and must be a string")
+    if not isinstance(text_value, str):
+        raise ValidationError("text", "text is required and must be a string")
+    return user_value, text_value
+
+
+def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
+    async def home(request: Request) -> Response:
+        try:
+            rooms = await manager.rooms()
+        except BackendUnavailable as exc:
+            return error_page(503, "The server cannot reach its storage", str(exc))
+        return render("home.html", rooms=rooms)
+
+    async def join(request: Request) -> Response:
+        """The home page's form without script: `?room=` to that room's page."""
+        room_id = request.query_params.get("room", "").strip()
+        try:
+            validation.room_id(room_id)
+        except ValidationError as exc:
+            return error_page(422, "That room name cannot be used", exc.message)
+        return RedirectResponse(f"/room/{room_id}", status_code=303)
+
+    async def room_page(request: Request) -> Response:
+        room_id = request.path_params["roomId"]
+        try:
+            messages = await manager.history(room_id, HISTORY_SHOWN)
+        except ValidationError as exc:
+            return error_page(422, "That room name cannot be used", exc.message)
+        except BackendUnavailable as exc:
+            return error_page(503, "The server cannot reach its storage", str(exc))
+        last_id = messages[-1].id if messages else ""
+        return render("room.html", room_id=room_id, messages=[shown(m) for m in messages], last_id=last_id)
+
+    async def post_message(request: Request) -> Response:
+        media = _media_type(request)
+        user, text = _user_and_text(media, await read_body(request, settings.max_body))
+        room_id = request.path_params["roomId"]
+        message = await manager.submit(room_id, user, text)
+        if media == _FORM and _wants_html(request):  # a browser without script: back to the page
+            return RedirectResponse(f"/room/{room_id}", status_code=303)
+        return message_created(message)
+
+    async def stream(request: Request) -> Response:
+        room_id = request.path_params["roomId"]
+        after = resume_id(request.scope, dict(request.query_params))
+        validation.room_id(room_id)  # a 422 before the stream starts
+        return EventStream(manager, room_id, after, "html", settings.keepalive)  # type: ignore[return-value]
+
+    async def room_info(request: Request) -> Response:
+        info = await manager.room(request.path_params["roomId"])
+        return JSONResponse(info.to_dict())
+
+    async def delete(request: Request) -> Response:
+        await manager.delete(request.path_params["roomId"])
+        return JSONResponse({"success": True})
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """Errors as the contract's JSON, except a page for a browser that asked for one."""
+        assert isinstance(exc, HTTPException)
+        if request.method in ("GET", "HEAD") and _wants_html(request):
+            return error_page(exc.status_code, "Nothing here", str(exc.detail))
+        response: Response = await EXCEPTION_HANDLERS[HTTPException](request, exc)
+        return response
+
+    return Starlette(
+        routes=[
+            Route("/", home, methods=["GET"]),
+            Route("/join", join, methods=["GET"]),
+            Route("/room/{roomId}", room_page, methods=["GET"]),
+            Route("/room/{roomId}", post_message, methods=["POST"]),
+            Route("/room/{roomId}", delete, methods=["DELETE"]),
+            Route("/room/{roomId}/info", room_info, methods=["GET"]),
+            Route("/stream/{roomId}", stream, methods=["GET"]),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ],
+        exception_handlers={**EXCEPTION_HANDLERS, HTTPException: http_error},
+    )

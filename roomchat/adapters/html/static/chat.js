@@ -1,0 +1,262 @@
+// roomchat's pages: the home form and the chat room. No framework, no
+// inline script (the pages' Content-Security-Policy forbids it), and every
+// text goes into the page through textContent, never as HTML.
+"use strict";
+
+(() => {
+  const NAME_KEY = "roomchat.name";
+  const FIRST = "0-0"; // never a message id: "everything in history", for an empty page
+  const POLL_MS = 15000; // how often the number of listeners is refreshed
+
+  const savedName = () => {
+    try { return localStorage.getItem(NAME_KEY) || ""; } catch { return ""; }
+  };
+  const saveName = (name) => {
+    try { localStorage.setItem(NAME_KEY, name); } catch { /* private mode: not remembered */ }
+  };
+
+  const page = document.body.dataset.page;
+  if (page === "home") home();
+  if (page === "room") room();
+
+  function home() {
+    const form = document.getElementById("join");
+    const name = document.getElementById("name");
+    const roomField = document.getElementById("room");
+    name.value = savedName();
+    (name.value ? roomField : name).focus();
+    form.addEventListener("submit", () => saveName(name.value.trim()));
+  }
+
+  function room() {
+    const roomId = document.body.dataset.room;
+    const log = document.getElementById("log");
+    const scroller = document.getElementById("scroller");
+    const status = document.getElementById("status");
+    const listeners = document.getElementById("listeners");
+    const form = document.getElementById("composer");
+    const nameField = document.getElementById("name");
+    const textField = document.getElementById("text");
+    const sendButton = document.getElementById("send");
+    const error = document.getElementById("error");
+
+    const seen = new Set();
+    let lastId = document.body.dataset.lastId || "";
+    let source = null;
+    let retries = 0;
+    let retryTimer = 0;
+    let pollTimer = 0;
+    let deleted = false;
+
+    const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+    const full = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+
+    function localTime(el) {
+      const when = new Date(el.dateTime);
+      if (Number.isNaN(when.getTime())) return;
+      el.textContent = clock.format(when);
+      el.title = full.format(when);
+    }
+
+    function markMine(li) {
+      li.classList.toggle("mine", li.dataset.user === nameField.value.trim());
+    }
+
+    function nearBottom() {
+      return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 120;
+    }
+
+    function toBottom() {
+      scroller.scrollTop = scroller.scrollHeight;
+    }
+
+    function append(li, follow) {
+      const empty = document.getElementById("empty");
+      if (empty) empty.remove();
+      log.append(li);
+      if (follow) toBottom();
+    }
+
+    function show(message) {
+      if (seen.has(message.id)) return; // once each, whatever the stream replays
+      seen.add(message.id);
+      const follow = nearBottom() || message.userId === nameField.value.trim();
+      const li = document.createElement("li");
+      li.className = "message";
+      li.dataset.id = message.id;
+      li.dataset.user = message.userId;
+      const meta = document.createElement("div");
+      meta.className = "meta";
+      const author = document.createElement("span");
+      author.className = "author";
+      author.textContent = message.userId;
+      const time = document.createElement("time");
+      time.dateTime = message.time;
+      time.textContent = message.time.slice(11, 16);
+      localTime(time);
+      meta.append(author, " ", time);
+      const text = document.createElement("p");
+      text.className = "text";
+      text.textContent = message.text;
+      li.append(meta, text);
+      markMine(li);
+      append(li, follow);
+    }
+
+    function notice(text, kind) {
+      const li = document.createElement("li");
+      li.className = "notice" + (kind ? " " + kind : "");
+      li.textContent = text;
+      append(li, nearBottom());
+      return li;
+    }
+
+    function setState(state, text) {
+      status.dataset.state = state;
+      status.textContent = text;
+    }
+
+    // -- the live stream -------------------------------------------------------
+
+    function connect() {
+      retryTimer = 0;
+      const after = lastId || FIRST;
+      source = new EventSource(`/stream/${encodeURIComponent(roomId)}?lastEventId=${encodeURIComponent(after)}`);
+      source.addEventListener("open", () => {
+        retries = 0;
+        setState("connected", "Connected");
+        refreshListeners();
+      });
+      source.addEventListener("message", (event) => {
+        show(JSON.parse(event.data));
+        lastId = event.lastEventId || lastId;
+      });
+      source.addEventListener("gap", () => {
+        // Our last message is no longer in the server's history (it restarted or
+        // trimmed it): everything it still has follows. Only worth saying if we
+        // had shown something.
+        if (seen.size > 0) notice("Some messages may be missing here: the server no longer has them.", "gap");
+      });
+      source.addEventListener("lagged", () => {
+        // Too slow to keep up: the server ended our stream. Resume at once.
+        reconnect(0);
+      });
+      source.addEventListener("deleted", () => {
+        deleted = true;
+        source.close();
+        clearInterval(pollTimer);
+        setState("deleted", "Room deleted");
+        listeners.textContent = "– listening";
+        const li = notice("This room was deleted. ", "deleted");
+        const again = document.createElement("a");
+        again.href = location.pathname;
+        again.textContent = "Start it again";
+        li.append(again);
+      });
+      source.addEventListener("error", () => {
+        if (!deleted) reconnect(null);
+      });
+    }
+
+    // EventSource retries by itself only sometimes (not after an error status);
+    // we always close it and reopen from the last id we showed, with backoff.
+    function reconnect(delay) {
+      if (source) source.close();
+      if (retryTimer) return;
+      setState("reconnecting", "Reconnecting…");
+      const wait = delay ?? Math.min(250 * 2 ** retries, 5000) * (0.8 + Math.random() * 0.4);
+      retries += 1;
+      retryTimer = setTimeout(connect, wait);
+    }
+
+    async function refreshListeners() {
+      if (deleted) return;
+      try {
+        const answer = await fetch(`/room/${encodeURIComponent(roomId)}/info`, { headers: { Accept: "application/json" } });
+        if (!answer.ok) return;
+        const info = await answer.json();
+        listeners.textContent = `${info.listeners} listening`;
+      } catch { /* the stream's state already says what is wrong */ }
+    }
+
+    // -- sending ---------------------------------------------------------------
+
+    function showError(text, field) {
+      error.textContent = text ? text.charAt(0).toUpperCase() + text.slice(1) : "";
+      (field || textField).setAttribute("aria-invalid", text ? "true" : "false");
+      if (!text) nameField.setAttribute("aria-invalid", "false");
+    }
+
+    function resize() {
+      textField.style.height = "auto";
+      textField.style.height = Math.min(textField.scrollHeight, 200) + "px";
+    }
+
+    async function send() {
+      const user = nameField.value.trim();
+      const text = textField.value;
+      if (!user) {
+        showError("Choose a name first.", nameField);
+        nameField.focus();
+        return;
+      }
+      if (!text.trim()) return;
+      saveName(user);
+      sendButton.disabled = true;
+      try {
+        const answer = await fetch(form.action, {
+          method: "POST",
+          headers: { Accept: "application/json" },
+          body: new URLSearchParams({ user, message: text }),
+        });
+        if (answer.status === 201) {
+          textField.value = "";
+          resize();
+          showError("");
+        } else {
+          let reason = `could not send (HTTP ${answer.status})`;
+          try { reason = (await answer.json()).message || reason; } catch { /* not JSON */ }
+          showError(reason, /^user/.test(reason) ? nameField : textField);
+        }
+      } catch {
+        showError("Could not send: the server cannot be reached.");
+      } finally {
+        sendButton.disabled = false;
+        textField.focus();
+      }
+    }
+
+    // -- wiring ----------------------------------------------------------------
+
+    for (const li of log.querySelectorAll("li.message")) {
+      seen.add(li.dataset.id);
+      localTime(li.querySelector("time"));
+    }
+    nameField.value = savedName();
+    for (const li of log.querySelectorAll("li.message")) markMine(li);
+    nameField.addEventListener("change", () => {
+      const name = nameField.value.trim();
+      if (name) saveName(name);
+      for (const li of log.querySelectorAll("li.message")) markMine(li);
+    });
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      send();
+    });
+    textField.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        form.requestSubmit();
+      }
+    });
+    textField.addEventListener("input", resize);
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible") refreshListeners();
+    });
+    pollTimer = setInterval(refreshListeners, POLL_MS);
+
+    toBottom();
+    (nameField.value ? textField : nameField).focus();
+    connect();
+  }
+})();

@@ -1,0 +1,280 @@
+"""The chat page in a real browser: Playwright driving the system Chromium."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import pytest_asyncio
+from playwright.async_api import (
+    Browser,
+    ConsoleMessage,
+    Dialog,
+    Locator,
+    Page,
+    Request,
+    Route,
+    async_playwright,
+    expect,
+)
+
+from roomchat.bootstrap import ServiceSettings
+from tests.support import roomchat_process, serve
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def chromium() -> AsyncIterator[Browser]:
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        await b.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=10) as c:
+        yield c
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def browser(chromium: Browser) -> AsyncIterator[Browser]:
+    """The module's browser; every context a test opens is closed after it."""
+    yield chromium
+    for context in chromium.contexts:
+        await context.close()
+
+
+async def open_room(browser: Browser, base: str, room: str, name: str) -> Page:
+    """A fresh visitor (own storage) on a room's page, named, with the stream connected."""
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(f"{base}/room/{room}")
+    await page.fill("#name", name)
+    await page.locator("#name").dispatch_event("change")
+    await expect(page.locator("#status")).to_have_text("Connected")
+    return page
+
+
+async def say(page: Page, text: str) -> None:
+    await page.fill("#text", text)
+    await page.press("#text", "Enter")
+
+
+def texts(page: Page) -> Locator:
+    return page.locator("#log .message .text")
+
+
+async def test_two_pages_in_one_room_see_each_other(browser: Browser) -> None:
+    async with serve("html") as server:
+        base = server.url("html")
+        ann = await open_room(browser, base, "lobby", "ann")
+        bob = await open_room(browser, base, "lobby", "bob")
+        await expect(bob.locator("#listeners")).to_have_text("2 listening")
+
+        await say(ann, "hello from ann")
+        for page in (ann, bob):
+            await expect(page.locator("#log .message")).to_have_count(1)
+            await expect(page.locator("#log .message .author")).to_have_text(["ann"])
+            await expect(page.locator("#log .message .text")).to_have_text(["hello from ann"])
+            await expect(page.locator("#log .message time")).to_have_attribute("datetime", RFC3339)
+        await expect(ann.locator("#log .message")).to_have_class("message mine")
+        await expect(bob.locator("#log .message")).to_have_class("message")
+        await expect(ann.locator("#text")).to_have_value("")
+
+        await bob.fill("#text", "line one")
+        await bob.press("#text", "Shift+Enter")
+        await bob.type("#text", "line two")
+        await expect(bob.locator("#text")).to_have_value("line one\nline two")  # Shift+Enter did not send
+        await bob.press("#text", "Enter")
+        await expect(texts(ann)).to_have_text(["hello from ann", "line one\nline two"])
+        await expect(ann.locator("#log .message").nth(1)).not_to_have_class("message mine")
+        await expect(bob.locator("#log .message").nth(1)).to_have_class("message mine")
+        await expect(ann.locator("#log[aria-live=polite]")).to_have_count(1)
+
+
+async def test_markup_shows_literally_and_runs_nothing(browser: Browser, http: httpx.AsyncClient) -> None:
+    markup = "<img src=x onerror=alert(1)>"
+    async with serve("html") as server:
+        base = server.url("html")
+        await http.post(f"{base}/room/xss", json={"userId": "<b>eve</b>", "text": markup + " (history)"})
+        page = await open_room(browser, base, "xss", "<i>mallory</i>")
+        dialogs: list[str] = []
+
+        async def on_dialog(dialog: Dialog) -> None:
+            dialogs.append(dialog.message)
+            await dialog.dismiss()
+
+        page.on("dialog", on_dialog)
+        await say(page, markup)
+        log = page.locator("#log")
+        await expect(log.locator(".message .text")).to_have_text([markup + " (history)", markup])
+        await expect(log.locator(".message .author")).to_have_text(["<b>eve</b>", "<i>mallory</i>"])
+        await page.reload()
+        await expect(page.locator("#status")).to_have_text("Connected")
+        await expect(log.locator(".message .text")).to_have_text([markup + " (history)", markup])
+        await expect(log.locator(".message .author")).to_have_text(["<b>eve</b>", "<i>mallory</i>"])
+        assert await page.locator("img, b, i").count() == 0
+        assert dialogs == []
+
+
+async def test_reloaded_page_shows_history_once_and_joins_the_stream_without_a_gap(
+    browser: Browser, http: httpx.AsyncClient
+) -> None:
+    async with serve("html") as server:
+        base = server.url("html")
+        for n in (1, 2):
+            await http.post(f"{base}/room/hist", data={"user": "ann", "message": f"old {n}"})
+        page = await open_room(browser, base, "hist", "bob")
+        await expect(texts(page)).to_have_text(["old 1", "old 2"])
+        await say(page, "mine")
+        await expect(texts(page)).to_have_text(["old 1", "old 2", "mine"])
+
+        # Hold the stream back after the reload: a message posted between the page's
+        # rendering and the stream's opening must still appear, once.
+        async def late_stream(route: Route) -> None:
+            await http.post(f"{base}/room/hist", data={"user": "ann", "message": "in the seam"})
+            await route.continue_()
+
+        await page.route("**/stream/hist*", late_stream, times=1)
+        await page.reload()
+        await expect(page.locator("#status")).to_have_text("Connected")
+        await expect(texts(page)).to_have_text(["old 1", "old 2", "mine", "in the seam"])
+        await expect(page.locator("#name")).to_have_value("bob")  # remembered
+        await expect(page.locator("#log .message.mine .text")).to_have_text(["mine"])
+        await http.post(f"{base}/room/hist", data={"user": "ann", "message": "live"})
+        await expect(texts(page)).to_have_text(["old 1", "old 2", "mine", "in the seam", "live"])
+
+
+async def test_empty_room_page_misses_nothing_posted_before_its_stream_opens(
+    browser: Browser, http: httpx.AsyncClient
+) -> None:
+    async with serve("html") as server:
+        base = server.url("html")
+        page = await (await browser.new_context()).new_page()
+
+        async def late_stream(route: Route) -> None:
+            await http.post(f"{base}/room/fresh", data={"user": "ann", "message": "first!"})
+            await route.continue_()
+
+        await page.route("**/stream/fresh*", late_stream, times=1)
+        await page.goto(f"{base}/room/fresh")
+        await expect(page.locator("#log .message .text")).to_have_text(["first!"])
+        await expect(page.locator("#log .notice")).to_have_count(0)  # no "missing messages" notice
+        await expect(page.locator("#status")).to_have_text("Connected")
+
+
+async def test_page_reconnects_after_a_server_restart_and_shows_messages_once(
+    browser: Browser, http: httpx.AsyncClient
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ("--adapter", "html", "--port", f"html={port}", "--keepalive", "1")
+    with roomchat_process(*args) as first:
+        base = first.urls["html"]
+        page = await open_room(browser, base, "restart", "ann")
+        await say(page, "before the restart")
+        await expect(texts(page)).to_have_text(["before the restart"])
+        assert first.terminate() == 0
+    await expect(page.locator("#status")).to_have_text("Reconnecting…")
+    with roomchat_process(*args) as second:
+        assert second.urls["html"] == base
+        # The memory backend starts empty: the page's last id is unknown to the
+        # new server, which answers `gap` and then all it has.
+        for n in (1, 2):
+            r = await http.post(f"{base}/room/restart", data={"user": "bob", "message": f"meanwhile {n}"})
+            assert r.status_code == 201
+        await expect(page.locator("#status")).to_have_text("Connected", timeout=10_000)
+        expected = ["before the restart", "meanwhile 1", "meanwhile 2"]
+        await expect(texts(page)).to_have_text(expected)
+        await expect(page.locator("#log .notice.gap")).to_have_count(1)  # said where history was lost
+        await http.post(f"{base}/room/restart", data={"user": "bob", "message": "after"})
+        await expect(texts(page)).to_have_text([*expected, "after"])
+        second.terminate()
+
+
+async def test_keyboard_alone_and_nothing_from_any_other_origin(browser: Browser) -> None:
+    async with serve("html") as server:
+        base = server.url("html")
+        context = await browser.new_context()
+        requests: list[str] = []
+        problems: list[str] = []
+
+        def on_request(request: Request) -> None:
+            requests.append(request.url)
+
+        def on_console(message: ConsoleMessage) -> None:
+            if message.type in ("error", "warning"):
+                problems.append(message.text)
+
+        context.on("request", on_request)
+        page = await context.new_page()
+        page.on("console", on_console)
+        page.on("pageerror", lambda exc: problems.append(str(exc)))
+        # The keyboard alone: the home page focuses the name, Tab goes to the
+        # room, Enter joins; the chat page focuses the box once a name is known.
+        await page.goto(base)
+        await page.keyboard.type("ann")
+        await page.keyboard.press("Tab")
+        await page.keyboard.type("origins")
+        await page.keyboard.press("Enter")
+        await expect(page).to_have_url(f"{base}/room/origins")
+        await expect(page.locator("#status")).to_have_text("Connected")
+        await expect(page.locator("#name")).to_have_value("ann")  # carried over from the home page
+        await expect(page.locator("#text")).to_be_focused()
+        await page.keyboard.type("only from here")
+        await page.keyboard.press("Enter")
+        await expect(texts(page)).to_have_text(["only from here"])
+        await expect(page.locator("#listeners")).to_have_text("1 listening")
+        paths = {url.removeprefix(base).partition("?")[0] for url in requests}
+        assert {"/static/chat.js", "/static/chat.css", "/stream/origins", "/room/origins/info"} <= paths
+        assert [url for url in requests if not url.startswith(base + "/")] == []
+        assert problems == []
+
+
+async def test_error_for_an_over_long_text_is_shown_next_to_the_box(browser: Browser) -> None:
+    async with serve("html", service_settings=ServiceSettings(max_text=200)) as server:
+        page = await open_room(browser, server.url("html"), "limits", "ann")
+        await say(page, "x" * 201)
+        error = page.locator("#error")
+        await expect(error).to_have_text("Text must be at most 200 characters")
+        await expect(page.locator("#text")).to_have_value("x" * 201)  # kept, to shorten
+        await expect(page.locator("#text")).to_have_attribute("aria-invalid", "true")
+        assert await page.locator("#log .message").count() == 0
+        await say(page, "short")
+        await expect(texts(page)).to_have_text(["short"])
+        await expect(error).to_be_empty()
+
+
+async def test_deleted_room_and_lagged_stream_are_handled(browser: Browser, http: httpx.AsyncClient) -> None:
+    async with serve("html", service_settings=ServiceSettings(buffer=1)) as server:
+        base = server.url("html")
+        page = await open_room(browser, base, "busy", "ann")
+        # Two messages published before the writer runs: a buffer of one
+        # overflows, the stream ends as lagged, and the page resumes.
+        await server.service.submit("busy", "bob", "burst 1")
+        await server.service.submit("busy", "bob", "burst 2")
+        await expect(texts(page)).to_have_text(["burst 1", "burst 2"])
+        assert server.service.stats().lagged >= 1
+        await expect(page.locator("#status")).to_have_text("Connected")
+
+        assert (await http.delete(f"{base}/room/busy")).status_code == 200
+        await expect(page.locator("#status")).to_have_text("Room deleted")
+        await expect(page.locator("#log .notice.deleted")).to_contain_text("This room was deleted.")
