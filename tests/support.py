@@ -44,8 +44,7 @@ async def serve(
     service = build_service(service_settings or ServiceSettings())
     found = available()
     adapters = {
-        name: found[name].load()(service, AdapterSettings(port=0, **adapter_settings))
-        for name in names
+        name: found[name].load()(service, AdapterSettings(port=0, **adapter_settings)) for name in names
     }
     urls: dict[str, str] = {}
     all_ready = asyncio.Event()

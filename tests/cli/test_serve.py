@@ -17,7 +17,9 @@ from roomchat.adapters.registry import available
 from tests.support import RawStream, roomchat_process
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 20
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "roomchat", *args],
         capture_output=True,

@@ -15,8 +15,12 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-_ROOM = {"name": "roomId", "in": "path", "required": True,
-         "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}}
+_ROOM = {
+    "name": "roomId",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+}
 _ERRORS = {
     "400": _json(_ref("Error"), "Malformed JSON"),
     "413": _json(_ref("Error"), "Body larger than 64 KiB"),
@@ -36,7 +40,10 @@ OPENAPI: dict[str, Any] = {
             "parameters": [_ROOM],
             "post": {
                 "summary": "Post a message",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("NewMessage")}}},
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("NewMessage")}},
+                },
                 "responses": {"201": _json(_ref("Posted"), "Stored and broadcast"), **_ERRORS},
             },
             "get": {
@@ -53,7 +60,11 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "summary": "A page of history, oldest first",
                 "parameters": [
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+                    },
                     {"name": "after", "in": "query", "schema": {"type": "string"}},
                     {"name": "before", "in": "query", "schema": {"type": "string"}},
                 ],
@@ -74,7 +85,10 @@ OPENAPI: dict[str, Any] = {
                     {"name": "lastEventId", "in": "query", "schema": {"type": "string"}},
                 ],
                 "responses": {
-                    "200": {"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                    "200": {
+                        "description": "An event stream",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
                     "422": _ERRORS["422"],
                 },
             },
@@ -82,11 +96,29 @@ OPENAPI: dict[str, Any] = {
         "/api/rooms": {
             "get": {
                 "summary": "Rooms that have listeners or history",
-                "responses": {"200": _json({"type": "object", "properties": {"rooms": {"type": "array", "items": _ref("RoomInfo")}}}, "Rooms")},
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"rooms": {"type": "array", "items": _ref("RoomInfo")}},
+                        },
+                        "Rooms",
+                    )
+                },
             },
         },
-        "/healthz": {"get": {"summary": "Liveness and backend reachability", "responses": {"200": {"description": "Healthy"}, "503": {"description": "Backend unreachable"}}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Text format"}}}},
+        "/healthz": {
+            "get": {
+                "summary": "Liveness and backend reachability",
+                "responses": {
+                    "200": {"description": "Healthy"},
+                    "503": {"description": "Backend unreachable"},
+                },
+            }
+        },
+        "/metrics": {
+            "get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Text format"}}}
+        },
     },
     "components": {
         "schemas": {
@@ -104,8 +136,14 @@ OPENAPI: dict[str, Any] = {
                 },
                 "required": ["userId"],
             },
-            "Posted": {"type": "object", "properties": {"success": {"type": "boolean"}, "message": _ref("Message")}},
-            "Page": {"type": "object", "properties": {"messages": {"type": "array", "items": _ref("Message")}}},
+            "Posted": {
+                "type": "object",
+                "properties": {"success": {"type": "boolean"}, "message": _ref("Message")},
+            },
+            "Page": {
+                "type": "object",
+                "properties": {"messages": {"type": "array", "items": _ref("Message")}},
+            },
             "RoomInfo": {
                 "type": "object",
                 "properties": {
@@ -115,7 +153,10 @@ OPENAPI: dict[str, Any] = {
                 },
             },
             "Success": {"type": "object", "properties": {"success": {"type": "boolean"}}},
-            "Error": {"type": "object", "properties": {"code": {"type": "integer"}, "message": {"type": "string"}}},
+            "Error": {
+                "type": "object",
+                "properties": {"code": {"type": "integer"}, "message": {"type": "string"}},
+            },
         }
     },
 }

@@ -49,8 +49,6 @@ CASES: list[tuple[str, str, str, bytes | None, dict[str, str], int, str]] = [
 ]
 
 
-
-
 @pytest.fixture
 async def base() -> AsyncIterator[str]:
     async with serve("rest") as server:
@@ -126,8 +124,8 @@ async def test_bad_input_does_not_disturb_other_users(client: httpx.AsyncClient,
 
 async def test_a_client_that_sends_half_a_request_does_not_hang_the_server(base: str) -> None:
     host, port = base.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(b"POST /api/room/lobby HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"userId\"")
+    _, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b'POST /api/room/lobby HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"userId"')
     await writer.drain()
     writer.close()  # the server must simply drop it
     async with httpx.AsyncClient() as c:

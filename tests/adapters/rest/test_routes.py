@@ -41,7 +41,9 @@ async def test_history_room_info_rooms_and_delete(client: httpx.AsyncClient) -> 
         assert (await client.get(f"{base}/api/room/empty/messages")).json() == {"messages": []}
 
         assert (await client.get(f"{base}/api/room/lobby")).json() == {
-            "roomId": "lobby", "listeners": 0, "lastId": ids[-1],
+            "roomId": "lobby",
+            "listeners": 0,
+            "lastId": ids[-1],
         }
         async with stream(client, f"{base}/api/stream/quiet"):
             rooms = (await client.get(f"{base}/api/rooms")).json()["rooms"]
@@ -80,7 +82,9 @@ async def test_resume_from_a_forgotten_id_starts_with_gap(client: httpx.AsyncCli
     async with serve("rest", service_settings=ServiceSettings(history=3)) as server:
         base = server.url()
         ids = [
-            (await client.post(f"{base}/api/room/r", json={"userId": "a", "text": f"m{i}"})).json()["message"]["id"]
+            (await client.post(f"{base}/api/room/r", json={"userId": "a", "text": f"m{i}"})).json()[
+                "message"
+            ]["id"]
             for i in range(5)
         ]
         async with stream(client, f"{base}/api/stream/r", {"Last-Event-ID": ids[0]}) as sse:
@@ -102,18 +106,18 @@ async def test_delete_sends_deleted_and_ends_the_stream(client: httpx.AsyncClien
 
 async def test_idle_stream_gets_keepalive_comments(client: httpx.AsyncClient) -> None:
     async with serve("rest", keepalive=0.1) as server:
-        async with stream(client, f"{server.url()}/api/stream/idle") as sse:
-            r = await client.post(f"{server.url()}/api/room/idle", json={"userId": "a", "text": "x"})
+        base = server.url()
+        async with stream(client, f"{base}/api/stream/idle") as sse:
+            r = await client.post(f"{base}/api/room/idle", json={"userId": "a", "text": "x"})
             assert r.status_code == 201
             await sse.messages(1)
             assert await sse.comment(timeout=2) == "keepalive"
 
 
 async def test_stream_headers(client: httpx.AsyncClient) -> None:
-    async with serve("rest") as server:
-        async with client.stream("GET", f"{server.url()}/api/stream/h") as resp:
-            assert resp.headers["content-type"].startswith("text/event-stream")
-            assert resp.headers["cache-control"] == "no-cache"
+    async with serve("rest") as server, client.stream("GET", f"{server.url()}/api/stream/h") as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        assert resp.headers["cache-control"] == "no-cache"
 
 
 async def test_health_metrics_openapi_and_docs(client: httpx.AsyncClient) -> None:
@@ -131,9 +135,12 @@ async def test_health_metrics_openapi_and_docs(client: httpx.AsyncClient) -> Non
         assert "roomchat_listeners_lagged_total 0.0" in metrics
         spec = (await client.get(f"{base}/openapi.json")).json()
         assert spec["openapi"].startswith("3.")
-        assert {"/api/room/{roomId}", "/api/room/{roomId}/messages", "/api/stream/{roomId}", "/api/rooms"} <= set(
-            spec["paths"]
-        )
+        assert {
+            "/api/room/{roomId}",
+            "/api/room/{roomId}/messages",
+            "/api/stream/{roomId}",
+            "/api/rooms",
+        } <= set(spec["paths"])
         docs = await client.get(f"{base}/docs")
         assert docs.status_code == 200 and "/openapi.json" in docs.text
         assert "http://" not in docs.text and "https://" not in docs.text  # no CDN
