@@ -1,0 +1,510 @@
+"""The Redis backend: rooms, history and ids shared by every process on one Redis.
+
+One stream per room (`roomchat:room:<roomId>`): publishing is one XADD with an
+approximate MAXLEN of the history size, and the stream id is the message id.
+Each process reads the rooms it has listeners for with one blocking XREAD over
+all their streams, on its own connection, and learns of deletions on one
+pub/sub connection (channel `roomchat:deleted`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.connection import AbstractConnection, ConnectionPool, parse_url
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+
+from roomchat.core.errors import BackendUnavailable
+from roomchat.core.message import Message, format_time, id_key
+from roomchat.core.ports import BackendSink, Replay
+
+ROOM_PREFIX = "roomchat:room:"
+ROOMS = "roomchat:rooms"  # set of rooms that have history
+DELETED = "roomchat:deleted"  # pub/sub channel: {"roomId", "node"}
+TOMBSTONE_TTL = 86_400  # seconds a deleted room's empty stream keeps its last id
+BLOCK_MS = 5_000  # longest XREAD block; a subscribe wakes the reader at once
+COMMAND_TIMEOUT = 2.0  # seconds for any command (and for ping)
+CONNECT_TIMEOUT = 1.0
+READ_COUNT = 1_000  # entries per stream per XREAD
+RETRY_MIN, RETRY_MAX = 0.05, 1.0  # reconnect backoff, seconds
+
+_MAX = 2**64 - 1  # largest part of a stream id
+_ERRORS = (RedisError, OSError, TimeoutError)
+_T = TypeVar("_T")
+
+log = logging.getLogger("roomchat.redis")
+
+
+class RedisBackend:
+    """Shares rooms, history and ids between every process that uses one Redis."""
+
+    def __init__(self, url: str, history: int = 1000) -> None:
+        if history < 1:
+            raise ValueError("history must be at least 1")
+        options = parse_url(url)  # ValueError on a malformed URL, before any connection
+        self._url = url
+        self._where = _describe(dict(options))
+        self._history = history
+        self._node = uuid.uuid4().hex  # this process, to skip its own deletion notices
+        self._sink: BackendSink | None = None
+        self._redis: Redis | None = None
+        self._reader_pool: ConnectionPool | None = None
+        self._reader_conn: AbstractConnection | None = None
+        self._reader_id: int | None = None
+        self._pubsub: PubSub | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._waker: asyncio.Task[None] | None = None
+        # Rooms this process listens to -> the last id delivered (or the start position).
+        self._positions: dict[str, str] = {}
+        self._version = 0  # bumped when a room is subscribed
+        self._inflight: int | None = None  # the version the XREAD in flight was built from
+        self._wanted = asyncio.Event()  # set while there is a room to read
+        self._feed_down = False
+        self._renew_pubsub = False
+        self._closing = False
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self, sink: BackendSink) -> None:
+        """Connect, or raise BackendUnavailable with a one-line reason."""
+        self._sink = sink
+        self._redis = Redis.from_url(
+            self._url,
+            protocol=2,  # RESP2 whatever redis-py's default: works with Redis 5 and up
+            decode_responses=True,
+            socket_timeout=COMMAND_TIMEOUT,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            # One immediate retry on a broken pooled connection (Redis restarted), none on timeouts.
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        )
+        self._reader_pool = ConnectionPool.from_url(
+            self._url,
+            protocol=2,
+            decode_responses=True,
+            socket_timeout=BLOCK_MS / 1000 + COMMAND_TIMEOUT,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            retry=Retry(NoBackoff(), 0),
+        )
+        try:
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                await self._redis.ping()
+            self._pubsub = await self._subscribe_deletions()
+        except _ERRORS as exc:
+            await self.close()
+            raise BackendUnavailable(f"cannot reach Redis at {self._where}: {_reason(exc)}") from None
+        self._tasks = [
+            asyncio.ensure_future(self._read_loop()),
+            asyncio.ensure_future(self._deletion_loop()),
+        ]
+
+    async def close(self) -> None:
+        self._closing = True
+        self._positions.clear()
+        # Closing the reader's socket first ends its read at once: a cancelled
+        # read inside redis-py's parser does not always give up by itself.
+        await self._drop_reader()
+        tasks = [*self._tasks, *([self._waker] if self._waker else [])]
+        self._tasks = []
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=COMMAND_TIMEOUT)
+        if self._pubsub is not None:
+            await _close(self._pubsub)
+            self._pubsub = None
+        if self._reader_pool is not None:
+            with contextlib.suppress(*_ERRORS):
+                await self._reader_pool.aclose()
+        if self._redis is not None:
+            with contextlib.suppress(*_ERRORS):
+                await self._redis.aclose()
+
+    async def ping(self) -> bool:
+        if self._redis is None:
+            return False
+        try:
+            async with asyncio.timeout(COMMAND_TIMEOUT):  # not wait_for: on 3.11 it can swallow a cancel
+                return bool(await self._redis.ping())
+        except _ERRORS:
+            return False
+
+    # -- storage ---------------------------------------------------------------
+
+    async def publish(self, room_id: str, user_id: str, text: str) -> Message:
+        """One atomic XADD (+ room set); delivery, here too, comes through the reader."""
+        key = ROOM_PREFIX + room_id
+
+        async def run() -> list[Any]:
+            async with self._client().pipeline(transaction=True) as pipe:
+                pipe.xadd(key, {"userId": user_id, "text": text}, maxlen=self._history, approximate=True)
+                pipe.persist(key)  # a deleted room's tombstone becomes a room again
+                pipe.sadd(ROOMS, room_id)
+                return await pipe.execute()
+
+        results = await self._call(run(), "store the message")
+        return _message(room_id, str(results[0]), user_id, text)
+
+    async def replay(self, room_id: str, after: str) -> Replay:
+        key = ROOM_PREFIX + room_id
+        start = _next_id(after)
+        if start is not None and _canonical(after):
+
+            async def run() -> list[Any]:
+                async with self._client().pipeline(transaction=True) as pipe:
+                    pipe.xrange(key, after, after)
+                    pipe.xrange(key, start, "+")
+                    return await pipe.execute()
+
+            found, tail = await self._call(run(), "read history")
+            if found:
+                return Replay(self._messages(room_id, tail), True)
+        newest = await self._call(self._client().xrevrange(key, "+", "-", self._history), "read history")
+        kept = self._messages(room_id, _newest_first(newest))
+        return Replay(kept, False, kept[0].id if kept else None)
+
+    async def history(self, room_id: str, limit: int, after: str | None, before: str | None) -> list[Message]:
+        key = ROOM_PREFIX + room_id
+        redis = self._client()
+        if after is None and before is None:
+            page = await self._call(redis.xrevrange(key, "+", "-", min(limit, self._history)), "read history")
+            return self._messages(room_id, _newest_first(page))
+        floor = await self._floor(key)
+        if after is not None:
+            start = _next_id(after)
+            if start is None:
+                return []
+            if floor is not None and _key(floor) > _key(start):
+                start = floor
+            page = await self._call(redis.xrange(key, start, "+", limit), "read history")
+            return self._messages(room_id, page)
+        assert before is not None  # checked by the service: after or before, not both
+        end = _previous_id(before)
+        if end is None:
+            return []
+        page = await self._call(redis.xrevrange(key, end, floor or "-", limit), "read history")
+        return self._messages(room_id, _newest_first(page))
+
+    async def _floor(self, key: str) -> str | None:
+        """The oldest id within the last `history` messages, when the stream keeps more.
+
+        Approximate trimming leaves up to a stream node (100 entries) beyond it.
+        """
+        redis = self._client()
+        length = int(await self._call(redis.xlen(key), "read history"))
+        extra = length - self._history
+        if extra <= 0:
+            return None
+        oldest = await self._call(redis.xrange(key, "-", "+", extra + 1), "read history")
+        return str(oldest[-1][0]) if oldest else None
+
+    async def last_id(self, room_id: str) -> str | None:
+        newest = await self._call(self._client().xrevrange(ROOM_PREFIX + room_id, "+", "-", 1), "read a room")
+        return str(newest[0][0]) if newest else None
+
+    async def rooms(self) -> list[str]:
+        names: Any = await self._call(self._client().smembers(ROOMS), "list rooms")
+        return sorted(str(name) for name in names)
+
+    async def delete(self, room_id: str) -> None:
+        """Empty the stream, keep it a while as a tombstone, and tell every process.
+
+        The empty stream keeps its last id, so ids given in the room after the
+        delete are still greater than every id given before it, even within
+        the same millisecond or after the clock went back a little.
+        """
+        key = ROOM_PREFIX + room_id
+        notice = json.dumps({"roomId": room_id, "node": self._node})
+
+        async def run() -> list[Any]:
+            async with self._client().pipeline(transaction=True) as pipe:
+                pipe.xtrim(key, maxlen=0, approximate=False)
+                pipe.expire(key, TOMBSTONE_TTL)
+                pipe.srem(ROOMS, room_id)
+                pipe.publish(DELETED, notice)
+                return await pipe.execute()
+
+        await self._call(run(), "delete the room")
+        if self._sink is not None:
+            self._sink.deleted(room_id)
+
+    # -- the feed --------------------------------------------------------------
+
+    async def subscribe(self, room_id: str) -> None:
+        """Fix where this room's feed starts, so nothing published after we return is missed."""
+        key = ROOM_PREFIX + room_id
+        newest = await self._call(self._client().xrevrange(key, "+", "-", 1), "open the room")
+        # A missing (or emptied) stream starts at 0-0: its very first message is new.
+        self._positions[room_id] = str(newest[0][0]) if newest else "0-0"
+        self._version += 1
+        self._wanted.set()
+        if self._waker is None or self._waker.done():
+            self._waker = asyncio.ensure_future(self._wake_reader())
+
+    def unsubscribe(self, room_id: str) -> None:
+        # The XREAD in flight may still name the stream; its entries are then ignored.
+        self._positions.pop(room_id, None)
+
+    async def _read_loop(self) -> None:
+        delay = RETRY_MIN
+        while not self._closing:
+            if not self._positions:
+                self._wanted.clear()
+                await self._wanted.wait()
+                continue
+            try:
+                reply = await self._read()
+            except _ERRORS as exc:
+                self._inflight = None
+                await self._drop_reader()
+                self._feed_lost("reader", exc)
+                self._renew_pubsub = True
+                self._wanted.clear()  # a subscribe (Redis answered it) ends the wait early
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._wanted.wait()
+                delay = min(delay * 2, RETRY_MAX)
+                continue
+            self._feed_back()
+            delay = RETRY_MIN
+            if reply:
+                self._deliver(reply)
+
+    async def _read(self) -> Any:
+        conn = await self._reader()
+        self._inflight = self._version  # the snapshot below is exactly this version
+        keys = [ROOM_PREFIX + room for room in self._positions]
+        ids = list(self._positions.values())
+        await conn.send_command("XREAD", "COUNT", READ_COUNT, "BLOCK", BLOCK_MS, "STREAMS", *keys, *ids)
+        reply = await conn.read_response()
+        self._inflight = None
+        return reply
+
+    def _deliver(self, reply: Any) -> None:
+        """Each new entry to the sink once, in stream order."""
+        sink = self._sink
+        if sink is None:
+            return
+        streams = reply.items() if isinstance(reply, dict) else reply  # RESP3 or RESP2
+        for key, entries in streams:
+            room_id = str(key)[len(ROOM_PREFIX) :]
+            position = self._positions.get(room_id)
+            if position is None or not entries:
+                continue  # unsubscribed meanwhile
+            floor = _key(position)
+            for entry_id, fields in entries:
+                message = _entry(room_id, entry_id, fields)
+                if message.key > floor:
+                    sink.message(message)
+            if room_id in self._positions:  # a sink may unsubscribe the room
+                self._positions[room_id] = max(position, str(entries[-1][0]), key=_key)
+
+    async def _reader(self) -> AbstractConnection:
+        """The reader's own connection, and its CLIENT ID (what CLIENT UNBLOCK names)."""
+        if self._reader_conn is None:
+            assert self._reader_pool is not None
+            pool: Any = self._reader_pool  # make_connection is untyped
+            conn: Any = pool.make_connection()
+            try:
+                await conn.connect()
+                await conn.send_command("CLIENT", "ID")
+                self._reader_id = int(await conn.read_response())
+            except BaseException:
+                with contextlib.suppress(*_ERRORS):
+                    await conn.disconnect()
+                raise
+            self._reader_conn = conn
+        return self._reader_conn
+
+    async def _drop_reader(self) -> None:
+        conn, self._reader_conn, self._reader_id = self._reader_conn, None, None
+        if conn is not None:
+            with contextlib.suppress(*_ERRORS):
+                await conn.disconnect()
+
+    async def _wake_reader(self) -> None:
+        """Make a blocked XREAD return so the reader rebuilds it with the new room.
+
+        CLIENT UNBLOCK may reach Redis before the XREAD it is meant for (they
+        travel on different connections): it then answers 0 and we try again.
+        """
+        while self._inflight is not None and self._inflight < self._version:
+            reader_id = self._reader_id
+            if reader_id is None or self._redis is None:
+                return
+            try:
+                if await self._redis.client_unblock(reader_id):
+                    await asyncio.sleep(0)
+                    continue
+            except _ERRORS:
+                return  # the reader meets the same failure and reconnects
+            await asyncio.sleep(0.002)
+
+    async def _subscribe_deletions(self) -> PubSub:
+        pubsub = self._client().pubsub(ignore_subscribe_messages=True)
+        try:
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                await pubsub.subscribe(DELETED)
+        except BaseException:
+            await _close(pubsub)
+            raise
+        return pubsub
+
+    async def _deletion_loop(self) -> None:
+        delay = RETRY_MIN
+        while not self._closing:
+            try:
+                if self._pubsub is None:
+                    self._pubsub = await self._subscribe_deletions()
+                    self._renew_pubsub = False
+                    delay = RETRY_MIN
+                    self._feed_back()
+                elif self._renew_pubsub:  # the reader lost Redis: this connection may be dead too
+                    raise RedisConnectionError("renewing the subscription after a lost connection")
+                notice = await self._pubsub.get_message(timeout=1.0)
+            except _ERRORS as exc:
+                pubsub, self._pubsub = self._pubsub, None
+                if pubsub is not None:
+                    await _close(pubsub)
+                self._feed_lost("deletion notices", exc)  # a deletion may be missed meanwhile
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
+                continue
+            if notice is not None and notice.get("type") == "message":
+                self._on_deleted(notice["data"])
+
+    def _on_deleted(self, data: str) -> None:
+        try:
+            notice = json.loads(data)
+            room_id, node = str(notice["roomId"]), notice.get("node")
+        except (ValueError, TypeError, KeyError):
+            log.warning("ignoring a malformed notice on %s: %.100r", DELETED, data)
+            return
+        if node != self._node and self._sink is not None:
+            self._sink.deleted(room_id)
+
+    def _feed_lost(self, what: str, exc: BaseException) -> None:
+        """End every local listener: they resume from their last id once Redis is back."""
+        if self._closing:
+            return
+        if not self._feed_down:
+            self._feed_down = True
+            log.warning("lost Redis at %s (%s: %s): ending streams", self._where, what, _reason(exc))
+        if self._sink is not None:
+            for room_id in list(self._positions):
+                self._sink.interrupted(room_id)
+
+    def _feed_back(self) -> None:
+        if self._feed_down:
+            self._feed_down = False
+            log.warning("Redis at %s is back", self._where)
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _client(self) -> Redis:
+        if self._redis is None:
+            raise BackendUnavailable("the Redis backend is not started")
+        return self._redis
+
+    async def _call(self, command: Awaitable[_T], doing: str) -> _T:
+        """Await one Redis call; every failure becomes BackendUnavailable."""
+        try:
+            return await command
+        except ResponseError as exc:  # reachable, but refused: out of memory, read-only replica...
+            raise BackendUnavailable(
+                f"cannot {doing}: Redis at {self._where} refused ({_refusal(exc)})"
+            ) from None
+        except _ERRORS as exc:
+            raise BackendUnavailable(
+                f"cannot {doing}: Redis at {self._where} is unreachable ({_reason(exc)})"
+            ) from None
+
+    @staticmethod
+    def _messages(room_id: str, entries: Any) -> list[Message]:
+        return [_entry(room_id, entry_id, fields) for entry_id, fields in entries]
+
+
+def _message(room_id: str, entry_id: str, user_id: str, text: str) -> Message:
+    """The message's time is its id's milliseconds: Redis's clock, the same on every node."""
+    return Message(entry_id, room_id, user_id, text, format_time(int(entry_id.partition("-")[0])))
+
+
+def _entry(room_id: str, entry_id: Any, fields: Any) -> Message:
+    """A stream entry as a message; fields come as a dict (XRANGE) or a flat list (raw XREAD)."""
+    if not isinstance(fields, dict):
+        fields = dict(zip(fields[::2], fields[1::2], strict=False))
+    return _message(room_id, str(entry_id), str(fields.get("userId", "")), str(fields.get("text", "")))
+
+
+def _newest_first(entries: Any) -> list[Any]:
+    return list(reversed(entries or []))
+
+
+async def _close(pubsub: Any) -> None:
+    with contextlib.suppress(*_ERRORS):
+        await pubsub.aclose()
+
+
+def _key(stream_id: str) -> tuple[int, int]:
+    return id_key(stream_id) or (0, 0)
+
+
+def _canonical(message_id: str) -> bool:
+    """An id as Redis writes it (no leading zeros), each part within 64 bits."""
+    parts = id_key(message_id)
+    return parts is not None and max(parts) <= _MAX and message_id == f"{parts[0]}-{parts[1]}"
+
+
+def _next_id(message_id: str) -> str | None:
+    """The smallest stream id after this one (XRANGE's start), None past the end."""
+    ms, seq = _key(message_id)
+    if ms > _MAX or (ms == _MAX and seq >= _MAX):
+        return None
+    if seq >= _MAX:
+        return f"{ms + 1}-0"
+    return f"{ms}-{seq + 1}"
+
+
+def _previous_id(message_id: str) -> str | None:
+    """The largest stream id before this one (XREVRANGE's end), None before the start."""
+    ms, seq = _key(message_id)
+    if ms > _MAX:
+        return f"{_MAX}-{_MAX}"
+    if seq > _MAX:
+        return f"{ms}-{_MAX}"
+    if seq > 0:
+        return f"{ms}-{seq - 1}"
+    return f"{ms - 1}-{_MAX}" if ms > 0 else None
+
+
+def _describe(options: dict[str, Any]) -> str:
+    """Where Redis is, for messages: host:port/db, never the password."""
+    if "path" in options:
+        return f"unix:{options['path']}"
+    host = options.get("host", "localhost")
+    return f"{host}:{options.get('port', 6379)}/{options.get('db', 0)}"
+
+
+def _refusal(exc: ResponseError) -> str:
+    """Redis's own words, without redis-py's pipeline wrapping around them."""
+    text = str(exc)
+    _, sep, inner = text.partition(" caused error: ")
+    if sep:
+        text = inner.strip("(),").strip("'\"")
+    return text
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__
