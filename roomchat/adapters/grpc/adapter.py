@@ -1,0 +1,156 @@
+"""The `grpc` adapter: a grpc.aio server in the runner's event loop.
+
+It serves `message.Room`, `grpc.health.v1.Health` and server reflection. The
+runner owns the signals (grpc.aio installs no handlers of its own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import socket
+from typing import ClassVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from roomchat.adapters import AdapterSettings, Ready
+from roomchat.adapters.grpc.servicer import SERVICE, RoomServicer
+from roomchat.core import Manager
+
+GRACE = 3.0  # seconds for unary calls in flight to finish once stopping
+LAST_GRACE = 0.2  # then for anything else open (health watches, reflection)
+HEALTH_INTERVAL = 1.0  # seconds between backend checks for Health/Watch
+KEEPALIVE_TIMEOUT_MS = 20_000  # a peer that does not answer a ping for this long is dropped
+MIN_CLIENT_PING_MS = 5_000  # clients may ping this often, with or without a call open
+
+
+class GrpcAdapter:
+    default_port: ClassVar[int] = 50051
+
+    def __init__(self, manager: Manager, settings: AdapterSettings) -> None:
+        self.manager = manager
+        self.settings = settings
+
+    async def serve(self, ready: Ready, stopping: asyncio.Event) -> None:
+        server = grpc.aio.server(options=self.options())
+        rooms = RoomServicer(self.manager)
+        server.add_generic_rpc_handlers((rooms.handler(),))
+        checks = _Health(self.manager)
+        health_pb2_grpc.add_HealthServicer_to_server(checks, server)
+        reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        port = self._bind(server)
+        await server.start()
+        watching = asyncio.ensure_future(checks.watch_backend(stopping))
+        try:
+            scheme = "grpcs" if self.settings.tls else "grpc"
+            host = self.settings.host
+            ready(f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}")
+            await stopping.wait()
+        finally:
+            # Our handlers refuse new rpcs with UNAVAILABLE (grpcio itself would
+            # answer CANCELLED) and let unary calls in flight finish.
+            rooms.stop()
+            watching.cancel()  # it also ends by itself once stopping is set
+            await asyncio.wait({watching}, timeout=HEALTH_INTERVAL)
+            await checks.enter_graceful_shutdown()
+            await rooms.drained(GRACE)
+            await server.stop(LAST_GRACE)
+
+    def options(self) -> list[tuple[str, int | str]]:
+        """Channel arguments; `grpc.*` keys in settings.options override them."""
+        options: dict[str, int | str] = {
+            "grpc.so_reuseport": 0,  # a port in use is an error, not a shared port
+            "grpc.max_receive_message_length": self.settings.max_body,
+            # Server pings on idle connections find clients that vanished.
+            "grpc.keepalive_time_ms": int(self.settings.keepalive * 1000),
+            "grpc.keepalive_timeout_ms": KEEPALIVE_TIMEOUT_MS,
+            "grpc.http2.ping_timeout_ms": KEEPALIVE_TIMEOUT_MS,  # what recent grpcio applies to them
+            "grpc.http2.max_pings_without_data": 0,
+            # Accept client keepalive pings (every 30 s and more often), also without a call.
+            "grpc.keepalive_permit_without_calls": 1,
+            "grpc.http2.min_ping_interval_without_data_ms": MIN_CLIENT_PING_MS,
+            "grpc.http2.min_recv_ping_interval_without_data_ms": MIN_CLIENT_PING_MS,
+        }
+        for key, value in self.settings.options.items():
+            if key.startswith("grpc."):
+                options[key] = int(value) if value.lstrip("-").isdigit() else value
+        return list(options.items())
+
+    def _bind(self, server: grpc.aio.Server) -> int:
+        host, port = self.settings.host, self.settings.port
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        _probe(host, port, address)  # grpcio would log its own error to stderr first
+        try:
+            if self.settings.tls:
+                bound = server.add_secure_port(address, self._credentials())
+            else:
+                bound = server.add_insecure_port(address)
+        except RuntimeError:  # grpcio raises this when it cannot bind
+            bound = 0
+        if not bound:
+            raise _bind_error(host, port, address)
+        return bound
+
+    def _credentials(self) -> grpc.ServerCredentials:
+        assert self.settings.tls_cert is not None and self.settings.tls_key is not None
+        pair = []
+        for what, path in (("key", self.settings.tls_key), ("certificate", self.settings.tls_cert)):
+            try:
+                with open(path, "rb") as f:
+                    pair.append(f.read())
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot read the TLS {what} {path}: {exc.strerror}") from None
+        return grpc.ssl_server_credentials([(pair[0], pair[1])])
+
+
+def _probe(host: str, port: int, address: str) -> None:
+    """Raise the OS's reason if the address cannot be bound (grpcio does not say why)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpcio binds
+            probe.bind((host, port))
+    except OSError as exc:
+        raise OSError(exc.errno, f"{address}: {exc.strerror}") from None
+
+
+def _bind_error(host: str, port: int, address: str) -> OSError:
+    try:
+        _probe(host, port, address)
+    except OSError as exc:
+        return exc
+    return OSError(errno.EADDRNOTAVAIL, f"cannot listen on {address}")
+
+
+class _Health(health.aio.HealthServicer):  # type: ignore[name-defined,misc]
+    """SERVING while the backend answers, for the server ("") and message.Room."""
+
+    def __init__(self, manager: Manager) -> None:
+        super().__init__()
+        self._manager = manager
+
+    async def refresh(self) -> None:
+        try:
+            async with asyncio.timeout(HEALTH_INTERVAL):  # not wait_for: on 3.11 it can swallow a cancel
+                ok = await self._manager.healthy()
+        except Exception:
+            ok = False
+        status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE):
+            await self.set(name, status)
+
+    async def watch_backend(self, stopping: asyncio.Event) -> None:
+        """Keep the status fresh for Watch callers until the server stops."""
+        while not stopping.is_set():
+            await self.refresh()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(HEALTH_INTERVAL):
+                    await stopping.wait()
+
+    async def Check(self, request: health_pb2.HealthCheckRequest, context: object) -> object:
+        if not self._gracefully_shutting_down:
+            await self.refresh()  # answer from the backend's state now, not a second ago
+        return await super().Check(request, context)
