@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -34,19 +34,51 @@ def _env(name: str) -> str:
 
 @app.command()
 def serve(
-    all_: Annotated[bool, typer.Option("--all", envvar=_env("ALL"), help="Serve every adapter found.")] = False,
-    adapter: Annotated[list[str] | None, typer.Option("--adapter", envvar=_env("ADAPTER"), help="Adapter to serve (repeatable).")] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", envvar=_env("ALL"), help="Serve every adapter found.")
+    ] = False,
+    adapter: Annotated[
+        list[str] | None,
+        typer.Option("--adapter", envvar=_env("ADAPTER"), help="Adapter to serve (repeatable)."),
+    ] = None,
     host: Annotated[str, typer.Option(envvar=_env("HOST"), help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[list[str] | None, typer.Option("--port", envvar=_env("PORT"), help="NAME=PORT (repeatable); 0 picks a free port.")] = None,
-    backend: Annotated[str, typer.Option(envvar=_env("BACKEND"), help="memory or redis://HOST:PORT/DB")] = "memory",
-    history: Annotated[int, typer.Option(envvar=_env("HISTORY"), min=1, help="Messages kept per room.")] = 1000,
-    max_text: Annotated[int, typer.Option(envvar=_env("MAX_TEXT"), min=1, help="Longest text, in characters.")] = 4096,
-    buffer: Annotated[int, typer.Option(envvar=_env("BUFFER"), min=1, help="Messages a listener may fall behind before it is ended as lagged.")] = 1024,
-    keepalive: Annotated[float, typer.Option(envvar=_env("KEEPALIVE"), min=0.05, help="Seconds between keepalives on idle streams.")] = 15.0,
-    tls_cert: Annotated[str | None, typer.Option(envvar=_env("TLS_CERT"), help="PEM certificate: serve TLS.")] = None,
-    tls_key: Annotated[str | None, typer.Option(envvar=_env("TLS_KEY"), help="PEM private key for --tls-cert.")] = None,
-    log_level: Annotated[str, typer.Option(envvar=_env("LOG_LEVEL"), help="critical, error, warning, info or debug.")] = "info",
-    log_json: Annotated[bool, typer.Option(envvar=_env("LOG_JSON"), help="Log one JSON object a line.")] = False,
+    port: Annotated[
+        list[str] | None,
+        typer.Option("--port", envvar=_env("PORT"), help="NAME=PORT (repeatable); 0 picks a free port."),
+    ] = None,
+    backend: Annotated[
+        str, typer.Option(envvar=_env("BACKEND"), help="memory or redis://HOST:PORT/DB")
+    ] = "memory",
+    history: Annotated[
+        int, typer.Option(envvar=_env("HISTORY"), min=1, help="Messages kept per room.")
+    ] = 1000,
+    max_text: Annotated[
+        int, typer.Option(envvar=_env("MAX_TEXT"), min=1, help="Longest text, in characters.")
+    ] = 4096,
+    buffer: Annotated[
+        int,
+        typer.Option(
+            envvar=_env("BUFFER"),
+            min=1,
+            help="Messages a listener may fall behind before it is ended as lagged.",
+        ),
+    ] = 1024,
+    keepalive: Annotated[
+        float,
+        typer.Option(envvar=_env("KEEPALIVE"), min=0.05, help="Seconds between keepalives on idle streams."),
+    ] = 15.0,
+    tls_cert: Annotated[
+        str | None, typer.Option(envvar=_env("TLS_CERT"), help="PEM certificate: serve TLS.")
+    ] = None,
+    tls_key: Annotated[
+        str | None, typer.Option(envvar=_env("TLS_KEY"), help="PEM private key for --tls-cert.")
+    ] = None,
+    log_level: Annotated[
+        str, typer.Option(envvar=_env("LOG_LEVEL"), help="critical, error, warning, info or debug.")
+    ] = "info",
+    log_json: Annotated[
+        bool, typer.Option(envvar=_env("LOG_JSON"), help="Log one JSON object a line.")
+    ] = False,
 ) -> None:
     """Serve the chosen adapters (all of them by default) in one process."""
     found = available()
@@ -66,7 +98,10 @@ def serve(
         raise typer.BadParameter(str(exc)) from None
     adapters: dict[str, Adapter] = {}
     for name in names:
-        factory = found[name].load()
+        try:
+            factory = found[name].load()
+        except Exception as exc:
+            _fail(f"adapter {name!r} failed to load: {exc}")
         settings = AdapterSettings(
             host=host,
             port=ports.get(name, getattr(factory, "default_port", 0)),
@@ -103,13 +138,14 @@ def adapters() -> None:
         print(f"{entry.name:<{width}}  {entry.distribution} {entry.version}")
 
 
+
 @app.command()
 def version() -> None:
     """Print roomchat's version."""
     print(__version__)
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     print(f"roomchat: error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(code)
 
