@@ -109,7 +109,10 @@ def serve(
             tls_key=tls_key,
             keepalive=keepalive,
         )
-        adapters[name] = factory(service, settings)
+        try:
+            adapters[name] = factory(service, settings)
+        except Exception as exc:
+            _fail(f"adapter {name!r} failed to start: {exc}")
     try:
         run_forever(service, adapters)
     except (StartupError, BackendUnavailable) as exc:

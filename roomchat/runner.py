@@ -42,7 +42,7 @@ async def run(
         }
         stop = loop.create_task(stopping.wait())
         done, _ = await asyncio.wait({stop, *tasks}, return_when=asyncio.FIRST_COMPLETED)
-        failure = _first_failure(done, tasks)
+        failure = _first_failure(done, tasks, stopped=stopping.is_set())
         stopping.set()
         await service.close()
         _, late = await asyncio.wait(tasks, timeout=DRAIN) if tasks else (set(), set())
@@ -62,7 +62,7 @@ def _ready_as(name: str, ready: Callable[[str, str], None]) -> Callable[[str], N
 
 
 def _first_failure(
-    done: set[asyncio.Task[Any]], tasks: dict[asyncio.Task[None], str]
+    done: set[asyncio.Task[Any]], tasks: dict[asyncio.Task[None], str], stopped: bool
 ) -> StartupError | None:
     for task in done:
         if task not in tasks or task.cancelled():
@@ -73,7 +73,8 @@ def _first_failure(
             return StartupError(f"{name} cannot listen: {exc.strerror or exc}")
         if exc is not None:
             return StartupError(f"{name} failed: {exc}")
-        return StartupError(f"{name} stopped by itself")
+        if not stopped:  # returning promptly once `stopping` is set is what adapters should do
+            return StartupError(f"{name} stopped by itself")
     return None
 
 

@@ -4,28 +4,27 @@ The client's first line chooses the room (and where to resume):
     {"room": "lobby", "lastId": "1795930183203-0"}
 Then the server sends each message as one line, and the client may send
     {"userId": "ann", "text": "hello"}
-lines to post. Errors come back as {"error": "...", "field": "..."} lines;
-the end of the stream as {"event": "deleted" | "lagged" | "shutdown", ...}.
+lines to post. Errors come back as {"error": "...", "field": "..."} lines; an idle
+stream gets {"event": "keepalive"} lines; the end of the stream is one line
+{"event": "deleted" | "lagged" | "shutdown" | "unavailable", "lastId": ...}.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
+import ssl
 from typing import Any, ClassVar
 
 from roomchat.adapters import AdapterSettings, Ready
 from roomchat.core import BackendUnavailable, EndReason, Listener, Manager, Message, ValidationError, to_json
 
+KEEPALIVE = b'{"event":"keepalive"}\n'
+
 
 def ndjson_line(message: Message) -> bytes:
     """The codec: computed once per message, shared by every connection."""
     return message.encode(to_json) + b"\n"
-
-
-def _line(value: dict[str, Any]) -> bytes:
-    return json.dumps(value).encode() + b"\n"
 
 
 class NdjsonAdapter:
@@ -37,9 +36,15 @@ class NdjsonAdapter:
         self.clients: set[asyncio.Task[None]] = set()
 
     async def serve(self, ready: Ready, stopping: asyncio.Event) -> None:
-        server = await asyncio.start_server(self._track, self.settings.host, self.settings.port)
-        host, port = server.sockets[0].getsockname()[:2]
-        ready(f"tcp://{host}:{port}")
+        tls = None
+        if self.settings.tls_cert:  # --tls-cert/--tls-key: serve TLS, as every adapter does
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(self.settings.tls_cert, self.settings.tls_key)
+        server = await asyncio.start_server(
+            self._track, self.settings.host, self.settings.port, ssl=tls, limit=self.settings.max_body
+        )
+        host, port = server.sockets[0].getsockname()[:2]  # port 0 asked for any free port
+        ready(f"{'tls' if tls else 'tcp'}://{f'[{host}]' if ':' in host else host}:{port}")
         async with server:
             await stopping.wait()
         # The runner ends every listener (SHUTDOWN) as it stops: let the clients finish.
@@ -48,7 +53,7 @@ class NdjsonAdapter:
 
     async def _track(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
-        assert task is not None
+        assert task is not None  # asyncio runs each connection in a task of its own
         self.clients.add(task)
         try:
             await self._client(reader, writer)
@@ -59,65 +64,83 @@ class NdjsonAdapter:
             writer.close()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        hello = _parse(await reader.readline())
-        if hello is None or not isinstance(hello.get("room"), str):
-            writer.write(_line({"error": 'first line must be {"room": "...", "lastId": "..."}'}))
-            return
         try:
+            hello = await self._read(reader, timeout=self.settings.keepalive)
+            if hello is None or not isinstance(hello.get("lastId"), str | None):
+                raise _BadLine('the first line must be {"room": "...", "lastId": "..."}')
             async with self.manager.listen(
-                hello["room"], hello.get("lastId"), transport="ndjson"
+                hello.get("room", ""), hello.get("lastId"), transport="ndjson"
             ) as listener:
                 posting = asyncio.ensure_future(self._posts(reader, writer, listener))
                 try:
                     await self._pump(listener, writer)
                 finally:
                     posting.cancel()
-        except ValidationError as exc:
-            writer.write(_line({"error": exc.message, "field": exc.field}))
-        except BackendUnavailable as exc:
-            writer.write(_line({"error": f"unavailable: {exc}"}))
-        with contextlib.suppress(ConnectionError):
-            await writer.drain()
+        except (_BadLine, ValidationError, BackendUnavailable) as exc:
+            writer.write(_error(exc))
+        await writer.drain()
 
     async def _pump(self, listener: Listener, writer: asyncio.StreamWriter) -> None:
         if listener.gap is not None:
             gap = listener.gap
             writer.write(_line({"event": "gap", "lastEventId": gap.last_event_id, "oldestId": gap.oldest_id}))
-        while True:
-            await listener.wait()
+        while not listener.done:
+            if not await listener.wait(self.settings.keepalive):
+                writer.write(KEEPALIVE)  # idle: shows both ends the connection still works
             batch = listener.take()
             if batch:  # everything pending in one write
                 writer.write(b"".join([m.encode(ndjson_line) for m in batch]))
-                await writer.drain()
-            if listener.done:
-                break
-        if listener.ended is not EndReason.CLOSED:
-            writer.write(
-                _line(
-                    {"event": listener.ended.value if listener.ended else "end", "lastId": listener.last_id}
-                )
-            )
+            await writer.drain()
+        if listener.ended is not None and listener.ended is not EndReason.CLOSED:
+            writer.write(_line({"event": listener.ended.value, "lastId": listener.last_id}))
 
     async def _posts(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener: Listener
     ) -> None:
-        while line := await reader.readline():
-            post = _parse(line)
-            if post is None:
-                writer.write(_line({"error": "each line must be a JSON object"}))
-                continue
-            try:
-                await self.manager.submit(listener.room_id, post.get("userId"), post.get("text"))  # type: ignore[arg-type]
-            except ValidationError as exc:
-                writer.write(_line({"error": exc.message, "field": exc.field}))
-            except BackendUnavailable as exc:
-                writer.write(_line({"error": f"unavailable: {exc}"}))
-        listener.end(EndReason.CLOSED)  # the client hung up
+        try:
+            while True:
+                post = await self._read(reader)
+                try:
+                    if post is None:
+                        raise _BadLine("each line must be a JSON object")
+                    await self.manager.submit(listener.room_id, post.get("userId", ""), post.get("text", ""))
+                except (_BadLine, ValidationError, BackendUnavailable) as exc:
+                    writer.write(_error(exc))  # this line is refused; the connection goes on
+        except _BadLine as exc:
+            writer.write(_error(exc))  # a line too long: answered, then the connection ends
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client hung up
+        finally:
+            listener.end(EndReason.CLOSED)
+
+    async def _read(
+        self, reader: asyncio.StreamReader, timeout: float | None = None
+    ) -> dict[str, Any] | None:
+        """The next line as a JSON object (None if it is not one); _BadLine if it cannot be read."""
+        try:
+            line = await asyncio.wait_for(reader.readuntil(b"\n"), timeout)
+        except asyncio.LimitOverrunError:
+            raise _BadLine(f"a line must be at most {self.settings.max_body} bytes") from None
+        except TimeoutError:
+            raise _BadLine(f"no first line within {self.settings.keepalive:g} s") from None
+        try:
+            value = json.loads(line)
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
 
 
-def _parse(line: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+class _BadLine(Exception):
+    """A line this protocol cannot take."""
+
+
+def _line(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode() + b"\n"
+
+
+def _error(exc: Exception) -> bytes:
+    if isinstance(exc, ValidationError):  # the transport's "invalid argument"
+        return _line({"error": exc.message, "field": exc.field})
+    if isinstance(exc, BackendUnavailable):  # "unavailable": nothing was stored, try again
+        return _line({"error": f"unavailable: {exc}"})
+    return _line({"error": str(exc)})
