@@ -22,7 +22,6 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -33,6 +32,8 @@ from collections.abc import Iterator
 
 import httpx
 import psutil
+
+from roomchat.bench.runner import stop_process
 
 ID = re.compile(rb"id: (\S+)\nevent: message\n")
 
@@ -91,12 +92,7 @@ def roomchat(url: str) -> Iterator[tuple[str, int]]:
         assert " listening on " in line, f"roomchat did not start: {line!r}"
         yield line.strip().rpartition(" ")[2], proc.pid
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(6)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, grace=6)
 
 
 class Listener:

@@ -15,6 +15,7 @@ except ImportError:  # pragma: no cover
 from roomchat import __version__, logs
 from roomchat.adapters import Adapter, AdapterSettings
 from roomchat.adapters.registry import AdapterEntry, available
+from roomchat.bench.command import bench
 from roomchat.bootstrap import ServiceSettings, build_service
 from roomchat.core import BackendUnavailable
 from roomchat.runner import StartupError, run_forever
@@ -141,6 +142,8 @@ def adapters() -> None:
         print(f"{entry.name:<{width}}  {entry.distribution} {entry.version}")
 
 
+app.command()(bench)
+
 
 @app.command()
 def version() -> None:
@@ -157,10 +160,13 @@ def main() -> None:
     """Entry point: usage errors are one line on stderr, never a traceback."""
     command = typer.main.get_command(app)
     try:
-        command.main(prog_name="roomchat", standalone_mode=False)
+        code = command.main(prog_name="roomchat", standalone_mode=False)
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     except typer.Abort:
         raise SystemExit(130) from None
     except click_errors.ClickException as exc:
         _fail(exc.format_message(), exc.exit_code)
+    # Without standalone mode click returns, not raises, a `typer.Exit`'s code.
+    if isinstance(code, int) and code:
+        raise SystemExit(code)

@@ -2,12 +2,19 @@
 
 Raw ASGI: each message's frame is encoded once (cached on the message) and a
 writer sends everything pending in one `send`.
+
+Under uvicorn's httptools server (whose own `send` `serve_asgi` leaves in the
+scope) a stream also takes the fast path: a listener's pushes mark it, and
+once per loop turn one callback writes every marked listener's pending
+frames straight to its socket, with no task woken per listener. The stream's
+own task is still woken for keepalives, the end, and whenever the socket is
+full (then it waits on uvicorn's flow control as usual).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from roomchat.core import EndReason, Listener, Manager, Message, to_json
@@ -23,11 +30,18 @@ HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 KEEPALIVE = b": keepalive\n\n"
+RAW_SEND = "roomchat.send"  # scope key: the server's own `send`, set by roomchat.adapters.http
 
 
 def sse_frame(message: Message) -> bytes:
     """The codec of the SSE wire format: one `message` event."""
     return b"id: %s\nevent: message\ndata: %s\n\n" % (message.id.encode(), message.encode(to_json))
+
+
+def sse_chunk(message: Message) -> bytes:
+    """The codec of one `message` event as an HTTP/1.1 chunk, for the fast path."""
+    frame = message.encode(sse_frame)
+    return b"%x\r\n%s\r\n" % (len(frame), frame)
 
 
 def event(name: str, data: object) -> bytes:
@@ -66,15 +80,22 @@ class EventStream:
         async with self._manager.listen(
             self._room_id, self._after, transport=self._transport
         ) as listener:
-            watcher = asyncio.ensure_future(_until_disconnect(receive, listener))
+            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+            direct = _Direct.attach(listener, scope, self._keepalive)
+            # The fast path learns of a hang-up from uvicorn itself and gets its keepalives
+            # from a shared clock; otherwise a task watches and `wait` times out.
+            watcher = None if direct else asyncio.ensure_future(_until_disconnect(receive, listener))
             try:
-                await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-                await _pump(listener, send, self._keepalive)
+                await _pump(listener, send, None if direct else self._keepalive)
             finally:
-                watcher.cancel()
+                listener.notify = None
+                if watcher is not None:
+                    watcher.cancel()
+                if direct is not None:
+                    direct.detach()
 
 
-async def _pump(listener: Listener, send: Send, keepalive: float) -> None:
+async def _pump(listener: Listener, send: Send, keepalive: float | None) -> None:
     first = b": connected\n\n"
     if listener.gap is not None:
         gap = listener.gap
@@ -98,3 +119,190 @@ async def _until_disconnect(receive: Receive, listener: Listener) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
     listener.end(EndReason.CLOSED)
+
+
+class _Direct:
+    """The fast path of one stream: its listener's pending frames written straight to the socket."""
+
+    __slots__ = ("_clock", "_cycle", "_flusher", "_listener", "_marked", "_transport", "wrote")
+
+    def __init__(self, listener: Listener, cycle: Any, clock: _Keepalive) -> None:
+        self._listener = listener
+        self._cycle = cycle
+        self._transport = cycle.transport
+        self._marked = False
+        self._clock = clock
+        self._flusher = _flusher()  # looked up once: get_running_loop() costs a getpid() syscall
+        self.wrote = False  # since the keepalive clock last looked
+
+    @classmethod
+    def attach(cls, listener: Listener, scope: Scope, keepalive: float) -> _Direct | None:
+        """Set up the fast path if the server is uvicorn's httptools one, streaming chunked."""
+        cycle = getattr(scope.get(RAW_SEND), "__self__", None)
+        if cycle is None or getattr(cycle, "chunked_encoding", None) is not True:
+            return None
+        if getattr(cycle, "transport", None) is None or getattr(cycle, "flow", None) is None:
+            return None
+        event = getattr(cycle, "message_event", None)
+        if type(event) is not asyncio.Event:
+            return None
+        direct = cls(listener, cycle, _keepalive_clock(keepalive))
+        direct._clock.add(direct)
+        listener.notify = direct.mark
+        cycle.message_event = _Hangup(cycle, listener)
+        if cycle.disconnected:
+            listener.end(EndReason.CLOSED)
+        return direct
+
+    def detach(self) -> None:
+        self._clock.discard(self)
+
+    def mark(self, listener: Listener) -> None:
+        if not self._marked:
+            self._marked = True
+            self._flusher.add(self)
+
+    def flush(self) -> None:
+        self._marked = False
+        listener = self._listener
+        cycle = self._cycle
+        # Only while the stream's task is parked in `wait`, so writes never interleave
+        # with its own; a full socket is left to it and uvicorn's flow control.
+        blocked = cycle.flow.write_paused or cycle.disconnected or self._transport.is_closing()
+        if blocked or not listener.waiting:
+            listener.wake()
+            return
+        batch = listener.take()
+        if len(batch) == 1:
+            self._transport.write(batch[0].encode(sse_chunk))
+        elif batch:
+            self._transport.write(b"".join([m.encode(sse_chunk) for m in batch]))
+        self.wrote = True
+
+    def keepalive(self) -> None:
+        if self.wrote:
+            self.wrote = False
+            return
+        cycle = self._cycle
+        if self._listener.waiting and not cycle.flow.write_paused and not cycle.disconnected:
+            self._transport.write(_KEEPALIVE_CHUNK)
+
+
+class _Hangup:
+    """Stands in for uvicorn's per-request `asyncio.Event`, which it sets when the client goes away.
+
+    Nothing waits on it once the stream runs, so it is a few slots, not an Event.
+    """
+
+    __slots__ = ("_cycle", "_event", "_listener")
+
+    def __init__(self, cycle: Any, listener: Listener) -> None:
+        self._cycle = cycle
+        self._listener = listener
+        self._event: asyncio.Event | None = None
+
+    def set(self) -> None:
+        if self._cycle.disconnected:
+            self._listener.end(EndReason.CLOSED)
+        self._events().set()
+
+    def clear(self) -> None:
+        self._events().clear()
+
+    def is_set(self) -> bool:
+        return self._event is not None and self._event.is_set()
+
+    async def wait(self) -> bool:
+        return await self._events().wait()
+
+    def _events(self) -> asyncio.Event:
+        if self._event is None:
+            self._event = asyncio.Event()
+        return self._event
+
+
+class _Flusher:
+    """Runs every marked stream's flush once per event-loop turn."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._marked: list[_Direct] = []
+
+    def add(self, direct: _Direct) -> None:
+        if not self._marked:
+            self.loop.call_soon(self._run)
+        self._marked.append(direct)
+
+    def _run(self) -> None:
+        marked, self._marked = self._marked, []
+        for direct in marked:
+            direct.flush()
+
+
+class _Keepalive:
+    """One clock for every fast-path stream with the same interval, instead of a timer each.
+
+    It ticks every half interval; a stream that wrote nothing since the last tick
+    gets a keepalive, so no stream stays silent longer than the interval.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
+        self.loop = loop
+        self.interval = interval
+        self._streams: set[_Direct] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, direct: _Direct) -> None:
+        self._streams.add(direct)
+        if self._timer is None:
+            self._timer = self.loop.call_later(self.interval / 2, self._tick)
+
+    def discard(self, direct: _Direct) -> None:
+        self._streams.discard(direct)
+
+    def _tick(self) -> None:
+        self._timer = None
+        if not self._streams:
+            return
+        for direct in self._streams:
+            direct.keepalive()
+        self._timer = self.loop.call_later(self.interval / 2, self._tick)
+
+
+_KEEPALIVE_CHUNK = b"%x\r\n%s\r\n" % (len(KEEPALIVE), KEEPALIVE)
+_flushers: dict[asyncio.AbstractEventLoop, _Flusher] = {}
+_clocks: dict[tuple[asyncio.AbstractEventLoop, float], _Keepalive] = {}
+
+
+def _keepalive_clock(interval: float) -> _Keepalive:
+    loop = asyncio.get_running_loop()
+    clock = _clocks.get((loop, interval))
+    if clock is None:
+        for old in [k for k in _clocks if k[0].is_closed()]:
+            del _clocks[old]
+        clock = _clocks[(loop, interval)] = _Keepalive(loop, interval)
+    return clock
+
+
+def _flusher() -> _Flusher:
+    loop = asyncio.get_running_loop()
+    flusher = _flushers.get(loop)
+    if flusher is None:
+        for old in [x for x in _flushers if x.is_closed()]:
+            del _flushers[old]
+        flusher = _flushers[loop] = _Flusher(loop)
+    return flusher
+
+
+def with_raw_send(app: Callable[[Scope, Receive, Send], Any]) -> Callable[[Scope, Receive, Send], Any]:
+    """Wrap an ASGI app so event streams can find the server's own `send` (the fast path).
+
+    A plain function returning the app's awaitable: no frame of its own stays alive per
+    stream (serve with uvicorn's `interface="asgi3"`).
+    """
+
+    def wrapped(scope: Scope, receive: Receive, send: Send) -> Any:
+        scope[RAW_SEND] = send
+        return app(scope, receive, send)
+
+    return wrapped

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from roomchat.core.message import IdKey, Message
@@ -54,6 +55,7 @@ class Listener:
         "ended",
         "gap",
         "last_id",
+        "notify",
         "room_id",
         "transport",
     )
@@ -69,6 +71,9 @@ class Listener:
         self._waiter: asyncio.Future[None] | None = None
         self._floor: IdKey | None = None  # drop live messages at or below this key
         self._counters = counters
+        # A writer that can take messages without being woken sets `notify`: pushes
+        # then call it instead of waking `wait` (see roomchat.adapters.sse).
+        self.notify: Callable[[Listener], None] | None = None
 
     def push(self, message: Message) -> None:
         """Hot path, once per message per listener: append and wake. Never await here."""
@@ -85,7 +90,10 @@ class Listener:
             self.end(EndReason.LAGGED)
             return
         self._pending.append(message)
-        self._wake()
+        if self.notify is not None:
+            self.notify(self)
+        else:
+            self._wake()
 
     def end(self, reason: EndReason) -> None:
         """End the stream; what is pending is still taken, except after a lag."""
@@ -137,6 +145,15 @@ class Listener:
         self._pending = replay + live
         if self._pending:
             self._wake()
+
+    @property
+    def waiting(self) -> bool:
+        """Its writer is parked in `wait`."""
+        return self._waiter is not None
+
+    def wake(self) -> None:
+        """Make `wait` return now: the writer should take what is pending."""
+        self._wake()
 
     def _wake(self) -> None:
         waiter = self._waiter
