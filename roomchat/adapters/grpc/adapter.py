@@ -72,7 +72,6 @@ class GrpcAdapter:
             # Accept client keepalive pings (every 30 s and more often), also without a call.
             "grpc.keepalive_permit_without_calls": 1,
             "grpc.http2.min_ping_interval_without_data_ms": MIN_CLIENT_PING_MS,
-            "grpc.http2.min_recv_ping_interval_without_data_ms": MIN_CLIENT_PING_MS,
         }
         for key, value in self.settings.options.items():
             if key.startswith("grpc."):

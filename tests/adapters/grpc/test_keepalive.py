@@ -1,12 +1,17 @@
-"""Server keepalive pings drop a client that vanished without closing its connection."""
+"""Server keepalive pings drop a client that vanished without closing its connection;
+client keepalive pings are accepted as the Go server did, also without a call open."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 import struct
+import time
 
+from roomchat.adapters import AdapterSettings
+from roomchat.adapters.grpc import GrpcAdapter
 from roomchat.adapters.grpc.generated import message_pb2 as pb
+from roomchat.bootstrap import ServiceSettings, build_service
 from tests.adapters.grpc.client import room_stub, target
 from tests.support import Running, serve
 
@@ -24,11 +29,34 @@ def _literal(name: str, value: str) -> bytes:  # HPACK: literal without indexing
     return b"\x00" + bytes([len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
 
 
+SETTINGS, PING, GOAWAY, ACK = 4, 6, 7, 1  # HTTP/2 frame types, and the ACK flag of the first two
+ENHANCE_YOUR_CALM = 0xB  # the GOAWAY error code
+
+
+def _connect(url: str) -> socket.socket:
+    """A raw HTTP/2 connection: the preface, our SETTINGS, and the ACK of the server's
+    SETTINGS (unread: we use none of them)."""
+    host, port = target(url).split(":")
+    sock = socket.create_connection((host, int(port)), timeout=5)
+    sock.sendall(
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _frame(SETTINGS, 0, 0, b"") + _frame(SETTINGS, ACK, 0, b"")
+    )
+    return sock
+
+
+def _next_frame(sock: socket.socket) -> tuple[int, int, bytes]:
+    """The next frame's type, flags and payload; a PING from the server is answered on the way."""
+    head = _read(sock, 9)
+    kind, flags, payload = head[3], head[4], _read(sock, int.from_bytes(head[:3], "big"))
+    if kind == PING and not flags & ACK:
+        sock.sendall(_frame(PING, ACK, 0, payload))
+    return kind, flags, payload
+
+
 def vanished_client(url: str, room: str) -> socket.socket:
     """Opens StreamRoom by hand, answers pings until the stream is up, then goes silent:
     a client whose machine vanished without closing the connection."""
-    host, port = target(url).split(":")
-    sock = socket.create_connection((host, int(port)))
+    sock = _connect(url)
     headers = b"".join(
         _literal(n, v)
         for n, v in [
@@ -37,21 +65,29 @@ def vanished_client(url: str, room: str) -> socket.socket:
         ]
     )  # fmt: skip
     body = pb.RoomRequest(roomId=room).SerializeToString()
-    sock.sendall(
-        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-        + _frame(4, 0, 0, b"")  # our SETTINGS
-        + _frame(4, 1, 0, b"")  # ACK of the server's SETTINGS, unread
-        + _frame(1, 4, 1, headers)
-        + _frame(0, 1, 1, b"\x00" + struct.pack(">I", len(body)) + body)
-    )
-    sock.settimeout(5)
+    sock.sendall(_frame(1, 4, 1, headers) + _frame(0, 1, 1, b"\x00" + struct.pack(">I", len(body)) + body))
     kind = None
     while kind != 1:  # until the response headers (the listener is registered)
-        head = _read(sock, 9)
-        kind, flags, payload = head[3], head[4], _read(sock, int.from_bytes(head[:3], "big"))
-        if kind == 6 and not flags & 1:
-            sock.sendall(_frame(6, 1, 0, payload))  # PING ACK
+        kind, _, _ = _next_frame(sock)
     return sock
+
+
+def pinging_client(url: str, every: float, count: int) -> tuple[int, bytes | None]:
+    """Opens no call and sends `count` PINGs, each `every` seconds after the previous one's
+    ACK. Answers how many were acked, and the GOAWAY's error code and debug data if the
+    server sent one (grpc sends it in place of the ACK of the ping that was one too many)."""
+    with _connect(url) as sock:
+        for sent in range(count):
+            if sent:
+                time.sleep(every)  # the interval under test, not a synchronisation
+            payload = struct.pack(">Q", sent)
+            sock.sendall(_frame(PING, 0, 0, payload))
+            kind, flags, data = _next_frame(sock)
+            while not (kind == PING and flags & ACK and data == payload):
+                if kind == GOAWAY:
+                    return sent, data[4:]
+                kind, flags, data = _next_frame(sock)
+    return count, None
 
 
 def _read(sock: socket.socket, size: int) -> bytes:
@@ -88,3 +124,29 @@ async def test_a_live_client_on_an_idle_stream_keeps_it_through_server_pings() -
         assert not await listeners_become(server, 0, 1.5)  # several ping rounds, answered
         assert not call.done()
         call.cancel()
+
+
+# The minimum interval between client pings, made short. This key is the one grpc core
+# reads for it (GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS); pings sooner are
+# strikes, and more than grpc.http2.max_ping_strikes (2) of them get a GOAWAY.
+SHORT_MIN_PING = {"grpc.http2.min_ping_interval_without_data_ms": "300"}
+
+
+async def test_client_pings_without_a_call_at_the_minimum_interval_are_all_acked() -> None:
+    # 6 pings: the first is free, and so is the second if grpc's first WINDOW_UPDATE goes
+    # out between them (it resets the strikes); then 3 strikes, so 4 or 5 pings can fail.
+    async with serve("grpc", options=SHORT_MIN_PING) as server:
+        assert await asyncio.to_thread(pinging_client, server.url("grpc"), 0.4, 6) == (6, None)
+
+
+async def test_client_pings_more_often_than_the_minimum_get_a_goaway() -> None:
+    async with serve("grpc", options=SHORT_MIN_PING) as server:
+        _, goaway = await asyncio.to_thread(pinging_client, server.url("grpc"), 0.02, 10)
+    assert goaway == struct.pack(">I", ENHANCE_YOUR_CALM) + b"too_many_pings"
+
+
+def test_by_default_clients_may_ping_without_a_call_every_30_s_and_more_often() -> None:
+    adapter = GrpcAdapter(build_service(ServiceSettings()), AdapterSettings())
+    options = dict(adapter.options())
+    assert options["grpc.keepalive_permit_without_calls"] == 1
+    assert int(options["grpc.http2.min_ping_interval_without_data_ms"]) <= 30_000

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -22,6 +25,7 @@ from playwright.async_api import (
 )
 
 from roomchat.bootstrap import ServiceSettings
+from tests.backends.redis_server import redis_server
 from tests.support import roomchat_process, serve
 
 CHROMIUM = "/usr/bin/chromium"
@@ -208,6 +212,57 @@ async def test_page_reconnects_after_a_server_restart_and_shows_messages_once(
         await http.post(f"{base}/room/restart", data={"user": "bob", "message": "after"})
         await expect(texts(page)).to_have_text([*expected, "after"])
         second.terminate()
+
+
+async def test_page_resumes_across_a_server_restart_on_redis_with_no_gap_and_no_duplicate(
+    browser: Browser, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with redis_server(tmp_path) as redis:
+        args = ("--adapter", "html", "--port", f"html={port}", "--keepalive", "1", "--backend", redis.url)
+        with roomchat_process(*args) as first:
+            base = first.urls["html"]
+            page = await open_room(browser, base, "durable", "ann")
+            await say(page, "before the restart")
+            await expect(texts(page)).to_have_text(["before the restart"])
+            last_shown = await page.locator("#log .message").last.get_attribute("data-id")
+            assert last_shown
+
+            # Hold the page's first reconnection attempt until the second server is
+            # up, then post through that server before letting the stream open: the
+            # page must get that message by resuming from its last id.
+            second_up = asyncio.Event()
+            resumed_from: list[str] = []
+            posted: list[int] = []
+
+            async def held_reconnect(route: Route) -> None:
+                await second_up.wait()
+                resumed_from.extend(parse_qs(urlsplit(route.request.url).query).get("lastEventId", []))
+                data = {"user": "bob", "message": "while reconnecting"}
+                posted.append((await http.post(f"{base}/room/durable", data=data)).status_code)
+                await route.continue_()
+
+            await page.route("**/stream/durable*", held_reconnect, times=1)
+            assert first.terminate() == 0
+        await expect(page.locator("#status")).to_have_text("Reconnecting…")
+        with roomchat_process(*args) as second:
+            assert second.urls["html"] == base
+            second_up.set()
+            await expect(page.locator("#status")).to_have_text("Connected", timeout=10_000)
+            assert posted == [201]
+            assert resumed_from == [last_shown]  # reconnected from the last message it showed
+            for n in (1, 2):
+                r = await http.post(f"{base}/room/durable", data={"user": "bob", "message": f"meanwhile {n}"})
+                assert r.status_code == 201
+            expected = ["before the restart", "while reconnecting", "meanwhile 1", "meanwhile 2"]
+            await expect(texts(page)).to_have_text(expected)
+            await expect(page.locator("#log .notice.gap")).to_have_count(0)  # Redis kept the history
+            await http.post(f"{base}/room/durable", data={"user": "bob", "message": "after"})
+            await expect(texts(page)).to_have_text([*expected, "after"])
+            await expect(page.locator("#log .notice")).to_have_count(0)
+            assert second.terminate() == 0
 
 
 async def test_keyboard_alone_and_nothing_from_any_other_origin(browser: Browser) -> None:
