@@ -125,7 +125,7 @@ def _parse_ports(values: list[str], names: list[str]) -> dict[str, int]:
     for value in values:
         for item in value.split(","):
             name, sep, number = item.partition("=")
-            if not sep or not number.isdigit() or int(number) > 65535:
+            if not sep or not (number.isascii() and number.isdigit()) or int(number) > 65535:
                 raise typer.BadParameter(f"--port takes NAME=PORT, got {item!r}")
             if name not in names:
                 raise typer.BadParameter(f"--port names {name!r}, which is not being served")
@@ -165,6 +165,9 @@ def main() -> None:
         raise SystemExit(exc.exit_code) from None
     except typer.Abort:
         raise SystemExit(130) from None
+    except click_errors.NoArgsIsHelpError as exc:  # bare `roomchat`: the help, as click would
+        print(exc.format_message(), file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
     except click_errors.ClickException as exc:
         _fail(exc.format_message(), exc.exit_code)
     # Without standalone mode click returns, not raises, a `typer.Exit`'s code.

@@ -30,3 +30,6 @@ def configure(level: str, as_json: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # uvicorn's own lifecycle lines ("Started server process"...) repeat what the
+    # `listening on` line says; its warnings and errors still show.
+    logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, root.level))

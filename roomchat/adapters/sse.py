@@ -59,8 +59,9 @@ def _end_frame(listener: Listener) -> bytes:
 def resume_id(scope: Mapping[str, Any], query: Mapping[str, str]) -> str | None:
     """The id to resume after: `Last-Event-ID` header, else `lastEventId` query."""
     for name, value in scope["headers"]:
-        if name == b"last-event-id":
-            return value.decode("latin-1").strip() or None
+        header: str = value.decode("latin-1").strip() if name == b"last-event-id" else ""
+        if header:
+            return header
     return query.get("lastEventId") or None
 
 
@@ -77,6 +78,10 @@ class EventStream:
         self._keepalive = keepalive
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "HEAD":  # the headers a GET would get, and no stream
+            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+            await send({"type": "http.response.body", "body": b""})
+            return
         async with self._manager.listen(
             self._room_id, self._after, transport=self._transport
         ) as listener:
@@ -106,7 +111,7 @@ async def _pump(listener: Listener, send: Send, keepalive: float | None) -> None
             await send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
             continue
         batch = listener.take()
-        if batch:
+        if batch and listener.ended is not EndReason.CLOSED:
             body = b"".join([m.encode(sse_frame) for m in batch])
             await send({"type": "http.response.body", "body": body, "more_body": True})
         if listener.done:
@@ -168,8 +173,10 @@ class _Direct:
         cycle = self._cycle
         # Only while the stream's task is parked in `wait`, so writes never interleave
         # with its own; a full socket is left to it and uvicorn's flow control.
-        blocked = cycle.flow.write_paused or cycle.disconnected or self._transport.is_closing()
-        if blocked or not listener.waiting:
+        if self._transport.is_closing():
+            self._hung_up()  # see `keepalive`
+            return
+        if cycle.flow.write_paused or cycle.disconnected or not listener.waiting:
             listener.wake()
             return
         batch = listener.take()
@@ -179,7 +186,16 @@ class _Direct:
             self._transport.write(b"".join([m.encode(sse_chunk) for m in batch]))
         self.wrote = True
 
+    def _hung_up(self) -> None:
+        self._cycle.disconnected = True  # so uvicorn writes nothing more for this response
+        self._listener.end(EndReason.CLOSED)
+
     def keepalive(self) -> None:
+        if self._transport.is_closing():
+            # uvicorn only tells its newest request of a hang-up: a client that pipelined
+            # another request behind this stream and left is found here.
+            self._hung_up()
+            return
         if self.wrote:
             self.wrote = False
             return
@@ -264,9 +280,9 @@ class _Keepalive:
         self._timer = None
         if not self._streams:
             return
-        for direct in self._streams:
-            direct.keepalive()
         self._timer = self.loop.call_later(self.interval / 2, self._tick)
+        for direct in list(self._streams):
+            direct.keepalive()
 
 
 _KEEPALIVE_CHUNK = b"%x\r\n%s\r\n" % (len(KEEPALIVE), KEEPALIVE)

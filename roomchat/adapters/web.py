@@ -30,7 +30,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 as soon as it is known to exceed `limit`."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             raise BadRequest(400, "Content-Length must be a number")
         if int(declared) > limit:
             raise BadRequest(413, f"body must be at most {limit} bytes")
@@ -44,9 +44,14 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
 def parse_object(body: bytes) -> dict[str, Any]:
     try:
-        value = json.loads(body)
+        # UTF-8 only (json.loads would guess UTF-16/32 from bytes) and no NaN/Infinity.
+        value = json.loads(body.decode("utf-8"), parse_constant=_not_json)
     except (ValueError, RecursionError):
         raise BadRequest(400, "body must be a well-formed JSON object") from None
     if not isinstance(value, dict):
@@ -71,7 +76,7 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
 
 async def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return error(exc.status_code, exc.detail)
+    return error(exc.status_code, exc.detail, dict(exc.headers) if exc.headers else None)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -74,7 +74,7 @@ def id_key(message_id: str) -> IdKey | None:
     history to the live stream without a gap or a duplicate.
     """
     ms, sep, seq = message_id.partition("-")
-    if not sep or not ms.isdigit() or not seq.isdigit() or len(message_id) > 42:
+    if len(message_id) > 42 or not sep or not message_id.isascii() or not (ms.isdigit() and seq.isdigit()):
         return None
     return int(ms), int(seq)
 

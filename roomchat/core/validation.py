@@ -27,8 +27,10 @@ def user_id(value: object) -> str:
     trimmed = value.strip()
     if not 1 <= len(trimmed) <= MAX_ID:
         raise ValidationError("userId", "userId must be 1-64 characters after trimming")
-    if _CONTROL.search(trimmed) or _SURROGATE.search(trimmed):
+    if _CONTROL.search(trimmed):
         raise ValidationError("userId", "userId must not contain control characters")
+    if _SURROGATE.search(trimmed):
+        raise ValidationError("userId", "userId must be valid Unicode (no lone surrogates)")
     return trimmed
 
 

@@ -75,7 +75,8 @@ class GrpcAdapter:
         }
         for key, value in self.settings.options.items():
             if key.startswith("grpc."):
-                options[key] = int(value) if value.lstrip("-").isdigit() else value
+                number = value.removeprefix("-")
+                options[key] = int(value) if number.isascii() and number.isdigit() else value
         return list(options.items())
 
     def _bind(self, server: grpc.aio.Server) -> int:

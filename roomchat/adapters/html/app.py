@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
@@ -20,10 +21,14 @@ from roomchat.core import BackendUnavailable, Manager, ValidationError, validati
 
 HISTORY_SHOWN = 100  # messages rendered into the chat page on arrival
 _FORM = "application/x-www-form-urlencoded"
+_FORM_NAMES = {"userId": "user", "text": "message"}  # the Go server's form fields
+_BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 
 
 def parse_form(body: bytes) -> dict[str, str]:
     """An urlencoded form; the first value of each field wins."""
+    if _BAD_PERCENT.search(body):  # parse_qsl would keep "%ZZ" as it is
+        raise BadRequest(400, "body must be a well-formed UTF-8 urlencoded form")
     try:
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict", max_num_fields=64)
     except ValueError:  # bad UTF-8, bad percent-encoding, too many fields
@@ -95,7 +100,13 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
         media = _media_type(request)
         user, text = _user_and_text(media, await read_body(request, settings.max_body))
         room_id = request.path_params["roomId"]
-        message = await manager.submit(room_id, user, text)
+        try:
+            message = await manager.submit(room_id, user, text)
+        except ValidationError as exc:
+            if media == _FORM and exc.field in _FORM_NAMES:  # name the form's field, not JSON's
+                name = _FORM_NAMES[exc.field]
+                raise ValidationError(name, exc.message.replace(exc.field, name, 1)) from None
+            raise
         if media == _FORM and _wants_html(request):  # a browser without script: back to the page
             return RedirectResponse(f"/room/{room_id}", status_code=303)
         return message_created(message)

@@ -52,8 +52,11 @@ async def test_json_post_as_rest(client: httpx.AsyncClient, field: str) -> None:
     [
         ("/room/lobby", {"data": {"user": "ann"}}, 422, "message"),
         ("/room/lobby", {"data": {"message": "hi"}}, 422, "user"),
-        ("/room/lobby", {"data": {"user": " ", "message": "hi"}}, 422, "userId"),
-        ("/room/lobby", {"data": {"user": "ann", "message": "x" * 4097}}, 422, "at most 4096"),
+        ("/room/lobby", {"data": {"user": " ", "message": "hi"}}, 422, "user must be 1-64"),
+        ("/room/lobby", {"data": {"user": "ann", "message": "x" * 4097}}, 422, "message must be at most"),
+        ("/room/lobby", {"json": {"userId": " ", "text": "hi"}}, 422, "userId must be 1-64"),
+        ("/room/lobby", {"content": b"user=ann&message=%ZZ", "headers": FORM}, 400, "urlencoded"),
+        ("/room/lobby", {"content": b"user=ann&message=50%", "headers": FORM}, 400, "urlencoded"),
         ("/room/bad!room", {"data": {"user": "ann", "message": "hi"}}, 422, "roomId"),
         ("/room/lobby", {"content": b"user=%ff&message=x", "headers": FORM}, 400, "UTF-8"),
         ("/room/lobby", {"content": b"{nope", "headers": {"content-type": "application/json"}}, 400, "JSON"),

@@ -20,6 +20,10 @@ CASES: list[tuple[str, str, str, bytes | None, dict[str, str], int, str]] = [
     ("json string", "POST", LOBBY, b'"text"', {}, 400, "object"),
     ("empty body", "POST", LOBBY, b"", {}, 400, "JSON"),
     ("invalid utf-8", "POST", LOBBY, b'{"userId": "\xff\xfe"}', {}, 400, "JSON"),
+    ("NaN is not JSON", "POST", LOBBY, b'{"userId": "a", "text": "x", "n": NaN}', {}, 400, "JSON"),
+    ("Infinity is not JSON", "POST", LOBBY, b'{"userId": "a", "text": "x", "n": -Infinity}', {}, 400, "JSON"),
+    ("utf-16 body", "POST", LOBBY, '{"userId": "a", "text": "x"}'.encode("utf-16"), {}, 400, "JSON"),
+    ("utf-8 with BOM", "POST", LOBBY, b'\xef\xbb\xbf{"userId": "a", "text": "x"}', {}, 400, "JSON"),
     ("deep nesting", "POST", LOBBY, b"[" * 30_000 + b"]" * 30_000, {}, 400, "JSON"),
     ("user not a string", "POST", LOBBY, b'{"userId": 5, "text": "x"}', {}, 422, "userId"),
     ("no user", "POST", LOBBY, b'{"text": "x"}', {}, 422, "userId"),
@@ -31,12 +35,17 @@ CASES: list[tuple[str, str, str, bytes | None, dict[str, str], int, str]] = [
     ("blank text", "POST", LOBBY, b'{"userId": "ann", "text": " \\n "}', {}, 422, "text"),
     ("long text", "POST", LOBBY, b'{"userId": "ann", "text": "%s"}' % (b"x" * 4097), {}, 422, "text"),
     ("nul in text", "POST", LOBBY, b'{"userId": "ann", "text": "a\\u0000b"}', {}, 422, "text"),
+    ("surrogate user", "POST", LOBBY, b'{"userId": "a\\udc00", "text": "x"}', {}, 422, "Unicode"),
     ("lone surrogate", "POST", LOBBY, b'{"userId": "ann", "text": "\\ud800"}', {}, 422, "text"),
     ("bad room", "POST", "/api/room/bad%20room", b'{"userId": "a", "text": "x"}', {}, 422, "roomId"),
     ("unicode room", "POST", "/api/room/caf%C3%A9", b'{"userId": "a", "text": "x"}', {}, 422, "roomId"),
     ("long room", "POST", "/api/room/" + "r" * 65, b'{"userId": "a", "text": "x"}', {}, 422, "roomId"),
     ("body too big", "POST", LOBBY, b"{" + b" " * BIG + b"}", {}, 413, "body"),
     ("limit not a number", "GET", "/api/room/lobby/messages?limit=ten", None, {}, 422, "limit"),
+    ("limit in other digits", "GET", "/api/room/lobby/messages?limit=%C2%B2", None, {}, 422, "limit"),
+    ("limit in arabic digits", "GET", "/api/room/lobby/messages?limit=%D9%A3", None, {}, 422, "limit"),
+    ("after in other digits", "GET", "/api/room/lobby/messages?after=%C2%B2-0", None, {}, 422, "after"),
+    ("before in other digits", "GET", "/api/room/lobby/messages?before=1-%C2%B2", None, {}, 422, "before"),
     ("limit zero", "GET", "/api/room/lobby/messages?limit=0", None, {}, 422, "limit"),
     ("limit too big", "GET", "/api/room/lobby/messages?limit=1001", None, {}, 422, "limit"),
     ("after not an id", "GET", "/api/room/lobby/messages?after=zzz", None, {}, 422, "after"),
@@ -44,7 +53,7 @@ CASES: list[tuple[str, str, str, bytes | None, dict[str, str], int, str]] = [
     ("bad room stream", "GET", "/api/stream/a%00b", None, {}, 422, "roomId"),
     ("bad room info", "GET", "/api/room/a:b", None, {}, 422, "roomId"),
     ("bad room delete", "DELETE", "/api/room/a%20b", None, {}, 422, "roomId"),
-    ("wrong method", "PUT", LOBBY, b"{}", {}, 405, ""),
+    ("wrong method", "PUT", LOBBY, b"{}", {}, 405, "Method"),
     ("unknown route", "GET", "/api/nothing", None, {}, 404, ""),
 ]
 
@@ -77,6 +86,8 @@ async def test_bad_input_gets_a_clear_json_error(
     assert error["code"] == status
     assert word in error["message"]
     assert "Traceback" not in r.text
+    if status == 405:
+        assert "POST" in r.headers["allow"]
 
 
 async def test_an_oversized_chunked_body_is_refused_before_it_is_read_whole(

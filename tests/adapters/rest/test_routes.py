@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 from tests.support import serve, stream
@@ -74,6 +76,58 @@ async def test_stream_resumes_by_header_and_by_query(client: httpx.AsyncClient) 
                 r = await client.post(f"{base}/api/room/{room}", json={"userId": "a", "text": "live"})
                 [live] = await sse.messages(1)
                 assert live.json() == r.json()["message"]
+
+
+async def test_an_empty_last_event_id_header_leaves_the_query_to_resume(client: httpx.AsyncClient) -> None:
+    async with serve("rest") as server:
+        base = server.url()
+        posted = [
+            (await client.post(f"{base}/api/room/q", json={"userId": "a", "text": f"m{i}"})).json()["message"]
+            for i in range(2)
+        ]
+        url = f"{base}/api/stream/q?lastEventId={posted[0]['id']}"
+        async with stream(client, url, {"Last-Event-ID": ""}) as sse:
+            [replayed] = await sse.messages(1)
+            assert replayed.json() == posted[1]
+
+
+async def test_head_on_a_stream_answers_the_headers_and_ends(client: httpx.AsyncClient) -> None:
+    async with serve("rest") as server:
+        base = server.url()
+        r = await client.head(f"{base}/api/stream/heads")
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        # The same connection serves the next request: the HEAD response ended.
+        assert (await client.get(f"{base}/api/room/heads")).json()["listeners"] == 0
+
+
+async def test_a_client_that_pipelines_behind_a_stream_and_leaves_frees_its_listener(
+    client: httpx.AsyncClient,
+) -> None:
+    async with serve("rest", keepalive=0.2) as server:
+        base = server.url()
+        host, port = base.removeprefix("http://").split(":")
+        async with stream(client, f"{base}/api/stream/other") as other:
+            assert await other.comment(timeout=2) == "connected"
+            _, writer = await asyncio.open_connection(host, int(port))
+            writer.write(
+                b"GET /api/stream/piped HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+            )
+            await writer.drain()
+            for _ in range(100):
+                if (await client.get(f"{base}/api/room/piped")).json()["listeners"] == 1:
+                    break
+                await asyncio.sleep(0.02)
+            writer.close()
+            # uvicorn tells only the newest request of the hang-up; the keepalive clock finds it.
+            for _ in range(100):
+                if (await client.get(f"{base}/api/room/piped")).json()["listeners"] == 0:
+                    break
+                await asyncio.sleep(0.02)
+            assert (await client.get(f"{base}/api/room/piped")).json()["listeners"] == 0
+            # ...and the clock still serves every other stream.
+            assert await other.comment(timeout=2) == "keepalive"
+            assert await other.comment(timeout=2) == "keepalive"
 
 
 async def test_resume_from_a_forgotten_id_starts_with_gap(client: httpx.AsyncClient) -> None:
