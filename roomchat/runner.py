@@ -70,10 +70,7 @@ def _first_failure(
         exc = task.exception()
         name = tasks[task]
         if isinstance(exc, OSError):
-            reason = exc.strerror or str(exc)
-            if exc.filename:  # a TLS certificate or key that is not there
-                reason = f"{reason}: {exc.filename}"
-            return StartupError(f"{name} cannot listen: {reason}")
+            return StartupError(f"{name} cannot listen: {exc.strerror or exc}")
         if exc is not None:
             return StartupError(f"{name} failed: {exc}")
         if not stopped:  # returning promptly once `stopping` is set is what adapters should do

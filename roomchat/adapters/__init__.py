@@ -33,6 +33,18 @@ class AdapterSettings:
     def tls(self) -> bool:
         return self.tls_cert is not None
 
+    def tls_files(self) -> tuple[bytes, bytes]:
+        """The certificate chain and key, read now; OSError naming the file that cannot be read."""
+        assert self.tls_cert is not None and self.tls_key is not None
+        read: list[bytes] = []
+        for what, path in (("certificate", self.tls_cert), ("key", self.tls_key)):
+            try:
+                with open(path, "rb") as f:
+                    read.append(f.read())
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot read the TLS {what} {path}: {exc.strerror}") from None
+        return read[0], read[1]
+
 
 class Adapter(Protocol):
     async def serve(self, ready: Ready, stopping: asyncio.Event) -> None:

@@ -1,6 +1,8 @@
 """Serving an ASGI app on uvicorn inside the runner's event loop.
 
 The runner owns the signals: uvicorn's own handlers are kept out of the way.
+Requests are read by `GuardedHttpProtocol`, uvicorn's httptools protocol with
+timeouts and a size limit on reading a request (see roomchat.adapters.http_guard).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import uvicorn
 
 from roomchat.adapters import AdapterSettings, Ready
+from roomchat.adapters.http_guard import GuardedHttpProtocol
 from roomchat.adapters.sse import with_raw_send
 
 GRACE = 3.0  # seconds for open requests to finish once stopping
@@ -59,12 +62,14 @@ async def serve_asgi(
     app: Any, settings: AdapterSettings, ready: Ready, stopping: asyncio.Event
 ) -> None:
     """Serve `app` until `stopping` is set, then let open responses finish."""
+    if settings.tls:
+        settings.tls_files()  # a missing file is named before anything binds
     sock = bind(settings.host, settings.port)
     config = uvicorn.Config(
         with_raw_send(app),
         interface="asgi3",
         proxy_headers=False,  # nothing reads the client address; saves a frame per open stream
-        http="httptools",
+        http=GuardedHttpProtocol,  # httptools, with bounds on reading a request
         ws="none",
         lifespan="off",
         log_config=None,

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from roomchat.core import BackendUnavailable, ValidationError
@@ -79,6 +79,11 @@ async def _http(request: Request, exc: Exception) -> Response:
     return error(exc.status_code, exc.detail, dict(exc.headers) if exc.headers else None)
 
 
+async def _gone(request: Request, exc: Exception) -> Response:
+    """The client left (or was timed out) before its body arrived: nothing to answer, nothing to log."""
+    return Response(status_code=400)
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     return error(500, "internal error")
@@ -89,5 +94,6 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     ValidationError: _invalid,
     BackendUnavailable: _unavailable,
     HTTPException: _http,
+    ClientDisconnect: _gone,
     Exception: _unexpected,
 }

@@ -98,6 +98,21 @@ def test_port_in_use_is_one_clear_line() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         _one_line_error(run_cli("serve", "--adapter", "rest", "--port", f"rest={port}"), "rest", "in use")
+        # With another adapter already up: still one line, no uvicorn chatter.
+        both = run_cli("serve", "--adapter", "rest", "--adapter", "html", "--port", f"html={port}")
+        _one_line_error(both, "html", "in use")
+
+
+@pytest.mark.parametrize("adapter", ["rest", "grpc"])
+def test_a_missing_tls_file_is_named(adapter: str) -> None:
+    tls = ["--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"]
+    _one_line_error(run_cli("serve", "--adapter", adapter, *tls), adapter, "/nonexistent/cert.pem")
+
+
+def test_bare_roomchat_prints_its_help() -> None:
+    out = run_cli()
+    assert out.returncode == 2
+    assert out.stderr.startswith("Usage: roomchat") and "error" not in out.stderr
 
 
 @pytest.mark.parametrize(

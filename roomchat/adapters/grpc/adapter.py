@@ -95,15 +95,8 @@ class GrpcAdapter:
         return bound
 
     def _credentials(self) -> grpc.ServerCredentials:
-        assert self.settings.tls_cert is not None and self.settings.tls_key is not None
-        pair = []
-        for what, path in (("key", self.settings.tls_key), ("certificate", self.settings.tls_cert)):
-            try:
-                with open(path, "rb") as f:
-                    pair.append(f.read())
-            except OSError as exc:
-                raise OSError(exc.errno, f"cannot read the TLS {what} {path}: {exc.strerror}") from None
-        return grpc.ssl_server_credentials([(pair[0], pair[1])])
+        cert, key = self.settings.tls_files()
+        return grpc.ssl_server_credentials([(key, cert)])
 
 
 def _probe(host: str, port: int, address: str) -> None:

@@ -309,7 +309,7 @@ async def test_error_for_an_over_long_text_is_shown_next_to_the_box(browser: Bro
         page = await open_room(browser, server.url("html"), "limits", "ann")
         await say(page, "x" * 201)
         error = page.locator("#error")
-        await expect(error).to_have_text("Text must be at most 200 characters")
+        await expect(error).to_have_text("Message must be at most 200 characters")
         await expect(page.locator("#text")).to_have_value("x" * 201)  # kept, to shorten
         await expect(page.locator("#text")).to_have_attribute("aria-invalid", "true")
         assert await page.locator("#log .message").count() == 0

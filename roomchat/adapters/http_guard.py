@@ -1,0 +1,200 @@
+"""uvicorn's httptools protocol with bounds on reading a request.
+
+uvicorn times only the idle gap between requests and puts no limit on a request's
+head, so one client could hold a connection open forever (slowloris) or fill memory
+with headers. `GuardedHttpProtocol` adds, per connection:
+
+- a head must arrive whole within HEAD_TIMEOUT of its first byte (or of the
+  connection opening), else 408;
+- once the head is in, body bytes must keep coming, at most BODY_TIMEOUT apart,
+  else 408 (or a plain close if the response has begun). Responses are never timed:
+  an event stream stays open as long as it likes;
+- a head, or chunked trailers, larger than HEAD_LIMIT is refused with 431 before
+  more of it is read (the parser buffers both whole);
+- a request the parser rejects gets 400 with the parser's reason;
+
+all with the contract's JSON error body and `connection: close`. When another
+response is still owed on the connection (pipelining) nothing is written: it is
+closed. The clocks stop while uvicorn is not reading (flow control), since a
+client cannot send then; idle time between requests is uvicorn's keep-alive.
+
+It relies on these internals of uvicorn 0.5x's `HttpToolsProtocol`: the parser
+callbacks it extends, `parser`, `flow` (made in `connection_made`, handed to each
+request's cycle), `cycle` (`response_started`, `response_complete`, `disconnected`,
+`message_event`), `pipeline`, `server_state.default_headers`, and the helpers its
+`data_received` calls (`_unset_keepalive_if_required`, `_should_upgrade`,
+`handle_websocket_upgrade`, `_unsupported_upgrade_warning`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from http import HTTPStatus
+
+import httptools
+from uvicorn.protocols.http.flow_control import FlowControl
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+HEAD_TIMEOUT = 10.0
+"""Seconds for a request line and headers to arrive whole, from their first byte."""
+BODY_TIMEOUT = 10.0
+"""Seconds a request body may pause between bytes while the server reads it."""
+HEAD_LIMIT = 64 * 1024
+"""Bytes of request line and headers, or of trailers, at most (h11 allows 16 KiB)."""
+
+log = logging.getLogger("roomchat.http")
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """Pass as `uvicorn.Config(http=GuardedHttpProtocol)`; the timeouts and limit are read at use."""
+
+    _left: int  # bytes the parser may still take before it completes a head or yields body bytes
+    _progress: int  # heads completed, body pieces yielded and requests completed so far
+    _in_body: bool  # between a request's head and its end
+    _wait: float | None  # seconds the awaited part of the request may take; None between requests
+    _deadline: float
+    _timer: asyncio.TimerHandle | None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn
+        super().connection_made(transport)
+        self.flow = _Flow(transport, self._reading_resumed)
+        self._left = HEAD_LIMIT
+        self._progress = 0
+        self._in_body = False
+        self._timer = None
+        self._expect(HEAD_TIMEOUT)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._unset_keepalive_if_required()
+        if self._wait is None:  # the first byte of the next request
+            self._expect(HEAD_TIMEOUT)
+        # What the parser holds until it makes progress (a head, trailers, which it
+        # buffers whole) is bounded by feeding it pieces of at most `_left` bytes and
+        # charging each piece that made no progress. The bytes after the last progress
+        # in a piece go uncharged (the parser does not say where it was), so a head
+        # begun inside a piece, as when pipelining, may reach twice HEAD_LIMIT.
+        view = memoryview(data)
+        while view and not self.transport.is_closing():
+            size = self._left
+            piece, view = view[:size], view[size:]
+            progress = self._progress
+            self._feed(piece)
+            if self._progress != progress:
+                self._left = HEAD_LIMIT
+            elif not self.transport.is_closing():
+                self._left = size - len(piece)
+                if not self._left:
+                    part = "trailers or chunk extensions" if self._in_body else "headers"
+                    self._refuse(431, f"request {part} are too large")
+
+    def _feed(self, piece: memoryview) -> None:
+        try:
+            self.parser.feed_data(piece)
+        except httptools.HttpParserCallbackError:  # uvicorn's code, or ours, failed on this request
+            log.warning("could not read a request from %s", self.client, exc_info=True)
+            self._refuse(400, "malformed HTTP request")
+        except httptools.HttpParserError as exc:  # llhttp's reason, e.g. "Invalid method encountered"
+            self._refuse(400, f"malformed HTTP request: {exc}")
+        except httptools.HttpParserUpgrade:  # as uvicorn's own data_received
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+
+    def on_message_begin(self) -> None:
+        if self._wait is None:  # a pipelined request begins inside the data just received
+            self._expect(HEAD_TIMEOUT)
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        self._progress += 1
+        self._in_body = True
+        self._expect(BODY_TIMEOUT)
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self._progress += 1
+        self._expect(BODY_TIMEOUT)
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._progress += 1
+        self._in_body = False
+        self._wait = None  # idle until the next request: uvicorn's keep-alive timeout applies
+        super().on_message_complete()
+
+    def _expect(self, seconds: float) -> None:
+        """The awaited part of the request must arrive within `seconds` from now.
+
+        One timer per connection, moved only when a deadline comes earlier than it:
+        progress just moves `_deadline`, and the timer catches up when it fires.
+        """
+        self._wait = seconds
+        self._deadline = deadline = self.loop.time() + seconds
+        if self._timer is None or deadline < self._timer.when():
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.loop.call_at(deadline, self._check)
+
+    def _check(self) -> None:
+        self._timer = None
+        if self._wait is None or self.transport.is_closing():
+            return
+        if self.flow.read_paused:
+            return  # uvicorn is not reading: the clock restarts when it resumes
+        if self.loop.time() < self._deadline:
+            self._timer = self.loop.call_at(self._deadline, self._check)
+            return
+        part = "body" if self._in_body else "headers"
+        self._refuse(408, f"request {part} not received in time")
+
+    def _reading_resumed(self) -> None:
+        if self._wait is not None:
+            self._expect(self._wait)
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer with the contract's JSON error, unless another response is owed first; close."""
+        log.debug("%s: %d %s", self.client, status, message)
+        if self._may_answer():
+            body = json.dumps({"code": status, "message": message}, separators=(",", ":")).encode()
+            head = [b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode())]
+            head += [b"%s: %s\r\n" % header for header in self.server_state.default_headers]
+            head.append(b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body))
+            self.transport.write(b"".join([*head, b"connection: close\r\n\r\n", body]))
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True  # the app sees http.disconnect and its writes are dropped
+            cycle.message_event.set()
+        self.transport.close()
+
+    def _may_answer(self) -> bool:
+        """Whether a response written now would answer the request being read."""
+        if self.pipeline:  # requests are queued behind one still being answered
+            return False
+        if self.cycle is None:
+            return True
+        if self._in_body:  # reading the body of `cycle`'s own request
+            return not self.cycle.response_started
+        return self.cycle.response_complete  # reading the head of the request after it
+
+
+class _Flow(FlowControl):
+    """uvicorn's flow control, telling the protocol when it reads again."""
+
+    def __init__(self, transport: asyncio.Transport, resumed: Callable[[], None]) -> None:
+        super().__init__(transport)
+        self._resumed = resumed
+
+    def resume_reading(self) -> None:
+        if self.read_paused:
+            super().resume_reading()
+            self._resumed()
