@@ -51,31 +51,26 @@ log = logging.getLogger("roomchat.http")
 class GuardedHttpProtocol(HttpToolsProtocol):
     """Pass as `uvicorn.Config(http=GuardedHttpProtocol)`; the timeouts and limit are read at use."""
 
-    _left: int  # bytes the parser may still take before it completes a head or yields body bytes
-    _progress: int  # heads completed, body pieces yielded and requests completed so far
-    _in_body: bool  # between a request's head and its end
-    _wait: float | None  # seconds the awaited part of the request may take; None between requests
-    _deadline: float
-    _timer: asyncio.TimerHandle | None
+    # The guard's state lives in one slotted object: more attributes on uvicorn's
+    # protocol would push its instance dict past the size whose keys Python shares
+    # between instances, and cost every open stream ~1.3 KiB.
+    _g: _State
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn
         super().connection_made(transport)
         self.flow = _Flow(transport, self._reading_resumed)
-        self._left = HEAD_LIMIT
-        self._progress = 0
-        self._in_body = False
-        self._timer = None
+        self._g = _State()
         self._expect(HEAD_TIMEOUT)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._g.timer is not None:
+            self._g.timer.cancel()
+            self._g.timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
-        if self._wait is None:  # the first byte of the next request
+        if self._g.wait is None:  # the first byte of the next request
             self._expect(HEAD_TIMEOUT)
         # What the parser holds until it makes progress (a head, trailers, which it
         # buffers whole) is bounded by feeding it pieces of at most `_left` bytes and
@@ -84,16 +79,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         # begun inside a piece, as when pipelining, may reach twice HEAD_LIMIT.
         view = memoryview(data)
         while view and not self.transport.is_closing():
-            size = self._left
+            size = self._g.left
             piece, view = view[:size], view[size:]
-            progress = self._progress
+            progress = self._g.progress
             self._feed(piece)
-            if self._progress != progress:
-                self._left = HEAD_LIMIT
+            if self._g.progress != progress:
+                self._g.left = HEAD_LIMIT
             elif not self.transport.is_closing():
-                self._left = size - len(piece)
-                if not self._left:
-                    part = "trailers or chunk extensions" if self._in_body else "headers"
+                self._g.left = size - len(piece)
+                if not self._g.left:
+                    part = "trailers or chunk extensions" if self._g.in_body else "headers"
                     self._refuse(431, f"request {part} are too large")
 
     def _feed(self, piece: memoryview) -> None:
@@ -111,25 +106,28 @@ class GuardedHttpProtocol(HttpToolsProtocol):
                 self._unsupported_upgrade_warning()
 
     def on_message_begin(self) -> None:
-        if self._wait is None:  # a pipelined request begins inside the data just received
+        if self._g.wait is None:  # a pipelined request begins inside the data just received
             self._expect(HEAD_TIMEOUT)
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
-        self._progress += 1
-        self._in_body = True
+        self._g.progress += 1
+        self._g.in_body = True
         self._expect(BODY_TIMEOUT)
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
-        self._progress += 1
+        self._g.progress += 1
         self._expect(BODY_TIMEOUT)
         super().on_body(body)
 
     def on_message_complete(self) -> None:
-        self._progress += 1
-        self._in_body = False
-        self._wait = None  # idle until the next request: uvicorn's keep-alive timeout applies
+        self._g.progress += 1
+        self._g.in_body = False
+        self._g.wait = None  # idle until the next request: uvicorn's keep-alive timeout applies
+        if self._g.timer is not None:  # nothing to time while a response (maybe a long stream) runs
+            self._g.timer.cancel()
+            self._g.timer = None
         super().on_message_complete()
 
     def _expect(self, seconds: float) -> None:
@@ -138,28 +136,28 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         One timer per connection, moved only when a deadline comes earlier than it:
         progress just moves `_deadline`, and the timer catches up when it fires.
         """
-        self._wait = seconds
-        self._deadline = deadline = self.loop.time() + seconds
-        if self._timer is None or deadline < self._timer.when():
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = self.loop.call_at(deadline, self._check)
+        self._g.wait = seconds
+        self._g.deadline = deadline = self.loop.time() + seconds
+        if self._g.timer is None or deadline < self._g.timer.when():
+            if self._g.timer is not None:
+                self._g.timer.cancel()
+            self._g.timer = self.loop.call_at(deadline, self._check)
 
     def _check(self) -> None:
-        self._timer = None
-        if self._wait is None or self.transport.is_closing():
+        self._g.timer = None
+        if self._g.wait is None or self.transport.is_closing():
             return
         if self.flow.read_paused:
             return  # uvicorn is not reading: the clock restarts when it resumes
-        if self.loop.time() < self._deadline:
-            self._timer = self.loop.call_at(self._deadline, self._check)
+        if self.loop.time() < self._g.deadline:
+            self._g.timer = self.loop.call_at(self._g.deadline, self._check)
             return
-        part = "body" if self._in_body else "headers"
+        part = "body" if self._g.in_body else "headers"
         self._refuse(408, f"request {part} not received in time")
 
     def _reading_resumed(self) -> None:
-        if self._wait is not None:
-            self._expect(self._wait)
+        if self._g.wait is not None:
+            self._expect(self._g.wait)
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer with the contract's JSON error, unless another response is owed first; close."""
@@ -182,9 +180,21 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             return False
         if self.cycle is None:
             return True
-        if self._in_body:  # reading the body of `cycle`'s own request
+        if self._g.in_body:  # reading the body of `cycle`'s own request
             return not self.cycle.response_started
         return self.cycle.response_complete  # reading the head of the request after it
+
+
+class _State:
+    __slots__ = ("deadline", "in_body", "left", "progress", "timer", "wait")
+
+    def __init__(self) -> None:
+        self.left = HEAD_LIMIT  # bytes the parser may still take before it completes a head or yields body
+        self.progress = 0  # heads completed, body pieces yielded and requests completed so far
+        self.in_body = False  # between a request's head and its end
+        self.wait: float | None = None  # seconds the awaited part of the request may take; None: idle
+        self.deadline = 0.0
+        self.timer: asyncio.TimerHandle | None = None
 
 
 class _Flow(FlowControl):
