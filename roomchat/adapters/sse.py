@@ -8,12 +8,15 @@ scope) a stream also takes the fast path: a listener's pushes mark it, and
 once per loop turn one callback writes every marked listener's pending
 frames straight to its socket, with no task woken per listener. The stream's
 own task is still woken for keepalives, the end, and whenever the socket is
-full (then it waits on uvicorn's flow control as usual).
+full (then it waits on uvicorn's flow control as usual). Since it writes
+beneath the ASGI app, no middleware that rewrites response bodies (gzip) may
+wrap an app that serves event streams.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,6 +33,7 @@ HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 KEEPALIVE = b": keepalive\n\n"
+log = logging.getLogger("roomchat.sse")
 RAW_SEND = "roomchat.send"  # scope key: the server's own `send`, set by roomchat.adapters.http
 
 
@@ -174,7 +178,7 @@ class _Direct:
         # Only while the stream's task is parked in `wait`, so writes never interleave
         # with its own; a full socket is left to it and uvicorn's flow control.
         if self._transport.is_closing():
-            self._hung_up()  # see `keepalive`
+            self.hang_up()  # see `keepalive`
             return
         if cycle.flow.write_paused or cycle.disconnected or not listener.waiting:
             listener.wake()
@@ -186,7 +190,7 @@ class _Direct:
             self._transport.write(b"".join([m.encode(sse_chunk) for m in batch]))
         self.wrote = True
 
-    def _hung_up(self) -> None:
+    def hang_up(self) -> None:
         self._cycle.disconnected = True  # so uvicorn writes nothing more for this response
         self._listener.end(EndReason.CLOSED)
 
@@ -194,7 +198,7 @@ class _Direct:
         if self._transport.is_closing():
             # uvicorn only tells its newest request of a hang-up: a client that pipelined
             # another request behind this stream and left is found here.
-            self._hung_up()
+            self.hang_up()
             return
         if self.wrote:
             self.wrote = False
@@ -202,6 +206,7 @@ class _Direct:
         cycle = self._cycle
         if self._listener.waiting and not cycle.flow.write_paused and not cycle.disconnected:
             self._transport.write(_KEEPALIVE_CHUNK)
+            self.wrote = True  # the next tick, half an interval on, leaves it be
 
 
 class _Hangup:
@@ -252,7 +257,11 @@ class _Flusher:
     def _run(self) -> None:
         marked, self._marked = self._marked, []
         for direct in marked:
-            direct.flush()
+            try:
+                direct.flush()
+            except Exception:  # one broken stream must not leave the others marked and unflushed
+                log.exception("writing to an event stream failed")
+                direct.hang_up()
 
 
 class _Keepalive:

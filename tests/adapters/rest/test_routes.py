@@ -168,6 +168,19 @@ async def test_idle_stream_gets_keepalive_comments(client: httpx.AsyncClient) ->
             assert await sse.comment(timeout=2) == "keepalive"
 
 
+async def test_idle_streams_get_one_keepalive_per_interval_not_more(client: httpx.AsyncClient) -> None:
+    async with (
+        serve("rest", keepalive=0.4) as server,
+        stream(client, f"{server.url()}/api/stream/calm") as sse,
+    ):
+        assert await sse.comment(timeout=2) == "connected"
+        assert await sse.comment(timeout=2) == "keepalive"
+        started = asyncio.get_running_loop().time()
+        for _ in range(2):
+            assert await sse.comment(timeout=2) == "keepalive"
+        assert asyncio.get_running_loop().time() - started >= 0.7  # two intervals, less timer slack
+
+
 async def test_stream_headers(client: httpx.AsyncClient) -> None:
     async with serve("rest") as server, client.stream("GET", f"{server.url()}/api/stream/h") as resp:
         assert resp.headers["content-type"].startswith("text/event-stream")
