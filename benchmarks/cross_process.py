@@ -33,15 +33,9 @@ from collections.abc import Iterator
 import httpx
 import psutil
 
-from roomchat.bench.runner import stop_process
+from roomchat.bench.runner import free_port, stop_process
 
 ID = re.compile(rb"id: (\S+)\nevent: message\n")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager

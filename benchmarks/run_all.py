@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from roomchat.bench.runner import free_port, stop_process
+
 HERE = Path(__file__).resolve().parent
 PEER = Path(os.environ.get("NAIVE_PEER", "/work/shared/bench/naive_peer.py"))
 PEER_ARGS = ["--text-field", "data", "--post-path", "/api/room/{room}", "--stream-path", "/api/stream/{room}"]
@@ -49,12 +51,6 @@ def sweep_args(listeners: int, quick: bool) -> list[str]:
     return ["-n", str(listeners), "-m", str(messages), "--drain", "10"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def naive_peer() -> Iterator[tuple[str, int]]:
     port = free_port()
@@ -69,12 +65,7 @@ def naive_peer() -> Iterator[tuple[str, int]]:
             time.sleep(0.1)
         yield f"http://127.0.0.1:{port}", proc.pid
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, grace=10)
 
 
 def bench(args: list[str], server: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from roomchat.adapters import Adapter, AdapterSettings
 from roomchat.adapters.registry import AdapterEntry, available
 from roomchat.bench.command import bench
 from roomchat.bootstrap import ServiceSettings, build_service
-from roomchat.core import BackendUnavailable
+from roomchat.core import BackendUnavailable, validation
 from roomchat.runner import StartupError, run_forever
 
 app = typer.Typer(
@@ -125,7 +125,7 @@ def _parse_ports(values: list[str], names: list[str]) -> dict[str, int]:
     for value in values:
         for item in value.split(","):
             name, sep, number = item.partition("=")
-            if not sep or not (number.isascii() and number.isdigit()) or int(number) > 65535:
+            if not sep or not validation.is_whole_number(number) or int(number) > 65535:
                 raise typer.BadParameter(f"--port takes NAME=PORT, got {item!r}")
             if name not in names:
                 raise typer.BadParameter(f"--port names {name!r}, which is not being served")

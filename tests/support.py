@@ -32,6 +32,17 @@ class Running:
     def url(self, name: str = "rest") -> str:
         return self.urls[name]
 
+    async def listeners_become(self, room: str, count: int, within: float = 5.0) -> bool:
+        """Whether `room` has `count` listeners within `within` seconds.
+
+        Polled: a listener leaves when the server notices a hang-up, which no client sees.
+        """
+        for _ in range(int(within / 0.02)):
+            if (await self.service.room(room)).listeners == count:
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
 
 @contextlib.asynccontextmanager
 async def serve(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from roomchat.core import EndReason, Listener, Manager, Message, to_json
 from roomchat.core.message import dumps
@@ -34,6 +34,7 @@ HEADERS = [
 ]
 KEEPALIVE = b": keepalive\n\n"
 log = logging.getLogger("roomchat.sse")
+_T = TypeVar("_T")
 RAW_SEND = "roomchat.send"  # scope key: the server's own `send`, set by roomchat.adapters.http
 
 
@@ -44,7 +45,7 @@ def sse_frame(message: Message) -> bytes:
 
 def sse_chunk(message: Message) -> bytes:
     """The codec of one `message` event as an HTTP/1.1 chunk, for the fast path."""
-    frame = message.encode(sse_frame)
+    frame = sse_frame(message)  # only the chunk is cached: the fast path never needs the bare frame
     return b"%x\r\n%s\r\n" % (len(frame), frame)
 
 
@@ -115,7 +116,7 @@ async def _pump(listener: Listener, send: Send, keepalive: float | None) -> None
             await send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
             continue
         batch = listener.take()
-        if batch and listener.ended is not EndReason.CLOSED:
+        if batch:
             body = b"".join([m.encode(sse_frame) for m in batch])
             await send({"type": "http.response.body", "body": body, "more_body": True})
         if listener.done:
@@ -166,7 +167,7 @@ class _Direct:
     def detach(self) -> None:
         self._clock.discard(self)
 
-    def mark(self, listener: Listener) -> None:
+    def mark(self) -> None:
         if not self._marked:
             self._marked = True
             self._flusher.add(self)
@@ -184,9 +185,7 @@ class _Direct:
             listener.wake()
             return
         batch = listener.take()
-        if len(batch) == 1:
-            self._transport.write(batch[0].encode(sse_chunk))
-        elif batch:
+        if batch:  # joining one chunk returns it as it is
             self._transport.write(b"".join([m.encode(sse_chunk) for m in batch]))
         self.wrote = True
 
@@ -295,28 +294,26 @@ class _Keepalive:
 
 
 _KEEPALIVE_CHUNK = b"%x\r\n%s\r\n" % (len(KEEPALIVE), KEEPALIVE)
-_flushers: dict[asyncio.AbstractEventLoop, _Flusher] = {}
-_clocks: dict[tuple[asyncio.AbstractEventLoop, float], _Keepalive] = {}
+_per_loop: dict[tuple[asyncio.AbstractEventLoop, object], Any] = {}
+
+
+def _one_per_loop(key: object, make: Callable[[asyncio.AbstractEventLoop], _T]) -> _T:
+    """The running loop's one `make(loop)` for `key`; the entries of closed loops are dropped."""
+    loop = asyncio.get_running_loop()
+    found = _per_loop.get((loop, key))
+    if found is None:
+        for old in [k for k in _per_loop if k[0].is_closed()]:
+            del _per_loop[old]
+        found = _per_loop[(loop, key)] = make(loop)
+    return cast(_T, found)
 
 
 def _keepalive_clock(interval: float) -> _Keepalive:
-    loop = asyncio.get_running_loop()
-    clock = _clocks.get((loop, interval))
-    if clock is None:
-        for old in [k for k in _clocks if k[0].is_closed()]:
-            del _clocks[old]
-        clock = _clocks[(loop, interval)] = _Keepalive(loop, interval)
-    return clock
+    return _one_per_loop(("keepalive", interval), lambda loop: _Keepalive(loop, interval))
 
 
 def _flusher() -> _Flusher:
-    loop = asyncio.get_running_loop()
-    flusher = _flushers.get(loop)
-    if flusher is None:
-        for old in [x for x in _flushers if x.is_closed()]:
-            del _flushers[old]
-        flusher = _flushers[loop] = _Flusher(loop)
-    return flusher
+    return _one_per_loop("flush", _Flusher)
 
 
 def with_raw_send(app: Callable[[Scope, Receive, Send], Any]) -> Callable[[Scope, Receive, Send], Any]:

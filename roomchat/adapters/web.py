@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from roomchat.core import BackendUnavailable, ValidationError
+from roomchat.core import BackendUnavailable, ValidationError, validation
 
 log = logging.getLogger("roomchat.http")
 
@@ -30,7 +30,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 as soon as it is known to exceed `limit`."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not (declared.isascii() and declared.isdigit()):
+        if not validation.is_whole_number(declared):
             raise BadRequest(400, "Content-Length must be a number")
         if int(declared) > limit:
             raise BadRequest(413, f"body must be at most {limit} bytes")

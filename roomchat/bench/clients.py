@@ -252,6 +252,3 @@ def _grpc() -> BenchClient:
 
 
 CLIENTS: dict[str, Callable[[], BenchClient]] = {"sse": _sse, "grpc": _grpc}
-
-
-CLIENTS["grpc"] = _grpc

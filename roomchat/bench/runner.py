@@ -13,8 +13,10 @@ import multiprocessing
 import os
 import resource
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -89,6 +91,12 @@ def raise_file_limit(needed: int) -> None:
         raise RuntimeError(f"{needed} streams need `ulimit -n {needed}`; the hard limit is {hard}")
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def stop_process(proc: subprocess.Popen[str], grace: float) -> None:
     """SIGTERM, then SIGKILL if it is still running after `grace` seconds."""
     if proc.poll() is None:
@@ -107,24 +115,26 @@ def started_server(client: BenchClient, plan: Plan) -> Iterator[tuple[str, int]]
     for name in client.server_adapters:
         args += ["--adapter", name, "--port", f"{name}=0"]
     args += list(plan.server_args)
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        urls: dict[str, str] = {}
-        while len(urls) < len(client.server_adapters):
-            line = proc.stdout.readline()
-            if not line:
-                err = proc.stderr.read() if proc.stderr else ""
-                raise RuntimeError(f"roomchat serve exited: {err.strip()}")
-            head, sep, url = line.strip().partition(" listening on ")
-            if sep:
-                urls[head.removeprefix("roomchat: ")] = url
-        yield urls[client.server_adapters[-1]], proc.pid
-    finally:
-        stop_process(proc, grace=8)
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe:
-                pipe.close()
+    # Its stderr goes to a file: a pipe nobody reads during the run could fill and block it.
+    with tempfile.TemporaryFile("w+") as errors:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=errors, text=True)
+        try:
+            assert proc.stdout is not None
+            urls: dict[str, str] = {}
+            while len(urls) < len(client.server_adapters):
+                line = proc.stdout.readline()
+                if not line:
+                    proc.wait()
+                    errors.seek(0)
+                    raise RuntimeError(f"roomchat serve exited: {errors.read().strip()}")
+                head, sep, url = line.strip().partition(" listening on ")
+                if sep:
+                    urls[head.removeprefix("roomchat: ")] = url
+            yield urls[client.server_adapters[-1]], proc.pid
+        finally:
+            stop_process(proc, grace=8)
+            if proc.stdout:
+                proc.stdout.close()
 
 
 # -- worker processes --------------------------------------------------------------

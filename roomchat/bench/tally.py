@@ -63,11 +63,11 @@ class Sink:
         self._rest = buf[cut:]
         if not cut:
             return
+        if LAGGED in buf:
+            self.lagged = True
         marks = MARK.findall(buf, 0, cut)
         tally = self.tally
         if not marks:
-            if LAGGED in buf:
-                self.lagged = True
             return
         seen = self._seen
         hist = tally.hist
@@ -93,8 +93,6 @@ class Sink:
             hist[k] = hist.get(k, 0) + 1
         tally.received += got
         tally.last_ns = now
-        if LAGGED in buf:
-            self.lagged = True
 
 
 def percentile_ms(hist: dict[int, int], fraction: float) -> float | None:

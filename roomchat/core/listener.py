@@ -73,7 +73,7 @@ class Listener:
         self._counters = counters
         # A writer that can take messages without being woken sets `notify`: pushes
         # then call it instead of waking `wait` (see roomchat.adapters.sse).
-        self.notify: Callable[[Listener], None] | None = None
+        self.notify: Callable[[], None] | None = None
 
     def push(self, message: Message) -> None:
         """Hot path, once per message per listener: append and wake. Never await here."""
@@ -91,15 +91,17 @@ class Listener:
             return
         self._pending.append(message)
         if self.notify is not None:
-            self.notify(self)
+            self.notify()
         else:
-            self._wake()
+            self.wake()
 
     def end(self, reason: EndReason) -> None:
-        """End the stream; what is pending is still taken, except after a lag."""
+        """End the stream; what is pending is still taken, except after a lag or a hang-up."""
         if self.ended is None:
             self.ended = reason
-            self._wake()
+            if reason is EndReason.CLOSED:
+                self._pending = []  # nobody is there to take it
+            self.wake()
 
     async def wait(self, timeout: float | None = None) -> bool:
         """Wait until there is something to take or the stream ended; False on timeout."""
@@ -144,7 +146,7 @@ class Listener:
             self._floor = None if live else floor
         self._pending = replay + live
         if self._pending:
-            self._wake()
+            self.wake()
 
     @property
     def waiting(self) -> bool:
@@ -153,9 +155,6 @@ class Listener:
 
     def wake(self) -> None:
         """Make `wait` return now: the writer should take what is pending."""
-        self._wake()
-
-    def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from roomchat.core.validation import is_whole_number
+
 Codec = Callable[["Message"], bytes]
 """Turns a message into the bytes of one wire format. Used as a cache key."""
 
@@ -74,7 +76,7 @@ def id_key(message_id: str) -> IdKey | None:
     history to the live stream without a gap or a duplicate.
     """
     ms, sep, seq = message_id.partition("-")
-    if len(message_id) > 42 or not sep or not message_id.isascii() or not (ms.isdigit() and seq.isdigit()):
+    if len(message_id) > 42 or not sep or not (is_whole_number(ms) and is_whole_number(seq)):
         return None
     return int(ms), int(seq)
 

@@ -13,6 +13,11 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile("[\ud800-\udfff]")  # JSON can smuggle them in; UTF-8 cannot carry them
 
 
+def is_whole_number(value: str) -> bool:
+    """ASCII digits only: `str.isdigit` also takes "²" and "٣", which `int` then refuses or reads."""
+    return value.isascii() and value.isdigit()
+
+
 def room_id(value: object) -> str:
     if not isinstance(value, str) or not _ROOM_ID.fullmatch(value):
         raise ValidationError(

@@ -149,6 +149,14 @@ async def test_a_full_buffer_ends_only_that_listener_as_lagged(service: RoomServ
         assert service.stats().lagged == 1
 
 
+async def test_a_listener_whose_client_left_drops_what_was_pending(service: RoomService) -> None:
+    async with service.listen("r") as gone:
+        await post(service, "never read")
+        gone.end(EndReason.CLOSED)
+        assert gone.done and gone.take() == []
+        assert service.stats().delivered == 0  # nothing counted that nobody received
+
+
 async def test_delete_ends_streams_after_what_was_pending(service: RoomService) -> None:
     async with service.listen("r") as listener:
         await post(service, "last words")

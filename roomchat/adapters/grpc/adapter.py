@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from roomchat.adapters import AdapterSettings, Ready
 from roomchat.adapters.grpc.servicer import SERVICE, RoomServicer
-from roomchat.core import Manager
+from roomchat.core import Manager, validation
 
 GRACE = 3.0  # seconds for unary calls in flight to finish once stopping
 LAST_GRACE = 0.2  # then for anything else open (health watches, reflection)
@@ -75,8 +75,7 @@ class GrpcAdapter:
         }
         for key, value in self.settings.options.items():
             if key.startswith("grpc."):
-                number = value.removeprefix("-")
-                options[key] = int(value) if number.isascii() and number.isdigit() else value
+                options[key] = int(value) if validation.is_whole_number(value.removeprefix("-")) else value
         return list(options.items())
 
     def _bind(self, server: grpc.aio.Server) -> int:

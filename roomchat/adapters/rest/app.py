@@ -56,7 +56,7 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
     async def history(request: Request) -> Response:
         query = request.query_params
         raw_limit = query.get("limit", "50")
-        if not (raw_limit.isascii() and raw_limit.isdigit()):
+        if not validation.is_whole_number(raw_limit):
             raise ValidationError("limit", "limit must be a whole number from 1 to 1000")
         messages = await manager.history(
             request.path_params["roomId"],

@@ -13,7 +13,7 @@ from roomchat.adapters.grpc import GrpcAdapter
 from roomchat.adapters.grpc.generated import message_pb2 as pb
 from roomchat.bootstrap import ServiceSettings, build_service
 from tests.adapters.grpc.client import room_stub, target
-from tests.support import Running, serve
+from tests.support import serve
 
 FAST_KEEPALIVE = {  # the adapter's settings, with the 20 s ping timeout made short
     "keepalive": 0.2,
@@ -99,20 +99,12 @@ def _read(sock: socket.socket, size: int) -> bytes:
     return data
 
 
-async def listeners_become(server: Running, count: int, within: float) -> bool:
-    for _ in range(int(within / 0.02)):
-        if server.service.stats().listeners.get("grpc", 0) == count:
-            return True
-        await asyncio.sleep(0.02)
-    return False
-
-
 async def test_a_client_that_stops_answering_pings_is_dropped_and_its_listener_freed() -> None:
     async with serve("grpc", **FAST_KEEPALIVE) as server:  # type: ignore[arg-type]
         sock = await asyncio.to_thread(vanished_client, server.url("grpc"), "ka")
         try:
-            assert await listeners_become(server, 1, 5)
-            assert await listeners_become(server, 0, 5)  # ping unanswered: connection closed
+            assert await server.listeners_become("ka", 1, 5)
+            assert await server.listeners_become("ka", 0, 5)  # ping unanswered: connection closed
         finally:
             sock.close()
 
@@ -121,7 +113,7 @@ async def test_a_live_client_on_an_idle_stream_keeps_it_through_server_pings() -
     async with serve("grpc", **FAST_KEEPALIVE) as server, room_stub(server.url("grpc")) as stub:  # type: ignore[arg-type]
         call = stub.StreamRoom(pb.RoomRequest(roomId="ka"))
         await call.initial_metadata()
-        assert not await listeners_become(server, 0, 1.5)  # several ping rounds, answered
+        assert not await server.listeners_become("ka", 0, 1.5)  # several ping rounds, answered
         assert not call.done()
         call.cancel()
 

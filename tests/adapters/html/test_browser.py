@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -25,7 +24,7 @@ from playwright.async_api import (
 )
 
 from roomchat.bootstrap import ServiceSettings
-from tests.backends.redis_server import redis_server
+from tests.backends.redis_server import free_port, redis_server
 from tests.support import roomchat_process, serve
 
 CHROMIUM = "/usr/bin/chromium"
@@ -187,9 +186,7 @@ async def test_empty_room_page_misses_nothing_posted_before_its_stream_opens(
 async def test_page_reconnects_after_a_server_restart_and_shows_messages_once(
     browser: Browser, http: httpx.AsyncClient
 ) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     args = ("--adapter", "html", "--port", f"html={port}", "--keepalive", "1")
     with roomchat_process(*args) as first:
         base = first.urls["html"]
@@ -217,9 +214,7 @@ async def test_page_reconnects_after_a_server_restart_and_shows_messages_once(
 async def test_page_resumes_across_a_server_restart_on_redis_with_no_gap_and_no_duplicate(
     browser: Browser, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     with redis_server(tmp_path) as redis:
         args = ("--adapter", "html", "--port", f"html={port}", "--keepalive", "1", "--backend", redis.url)
         with roomchat_process(*args) as first:

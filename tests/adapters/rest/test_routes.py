@@ -114,16 +114,10 @@ async def test_a_client_that_pipelines_behind_a_stream_and_leaves_frees_its_list
                 b"GET /api/stream/piped HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
             )
             await writer.drain()
-            for _ in range(100):
-                if (await client.get(f"{base}/api/room/piped")).json()["listeners"] == 1:
-                    break
-                await asyncio.sleep(0.02)
+            assert await server.listeners_become("piped", 1)
             writer.close()
             # uvicorn tells only the newest request of the hang-up; the keepalive clock finds it.
-            for _ in range(100):
-                if (await client.get(f"{base}/api/room/piped")).json()["listeners"] == 0:
-                    break
-                await asyncio.sleep(0.02)
+            assert await server.listeners_become("piped", 0, within=2)
             assert (await client.get(f"{base}/api/room/piped")).json()["listeners"] == 0
             # ...and the clock still serves every other stream.
             assert await other.comment(timeout=2) == "keepalive"
