@@ -12,6 +12,8 @@ with headers. `GuardedHttpProtocol` adds, per connection:
 - a head, or chunked trailers, larger than HEAD_LIMIT is refused with 431 before
   more of it is read (the parser buffers both whole);
 - a request the parser rejects gets 400 with the parser's reason;
+- a hang-up reaches a response still running ahead of pipelined requests (an event
+  stream), not only the newest request as in uvicorn;
 
 all with the contract's JSON error body and `connection: close`. When another
 response is still owed on the connection (pipelining) nothing is written: it is
@@ -36,7 +38,7 @@ from http import HTTPStatus
 
 import httptools
 from uvicorn.protocols.http.flow_control import FlowControl
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 HEAD_TIMEOUT = 10.0
 """Seconds for a request line and headers to arrive whole, from their first byte."""
@@ -66,6 +68,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self._g.timer is not None:
             self._g.timer.cancel()
             self._g.timer = None
+        running = self._g.running
+        if running is not None and running is not self.cycle and not running.response_complete:
+            # uvicorn tells only its newest request of a hang-up; a response still running
+            # ahead of pipelined requests (an event stream) must hear of it too.
+            running.disconnected = True
+            running.message_event.set()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -114,6 +122,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._g.progress += 1
         self._g.in_body = True
         self._expect(BODY_TIMEOUT)
+        running = self._g.running
+        if running is None or running.response_complete:
+            self._g.running = self.cycle  # the response being written while this request is read
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -186,7 +197,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
 
 class _State:
-    __slots__ = ("deadline", "in_body", "left", "progress", "timer", "wait")
+    __slots__ = ("deadline", "in_body", "left", "progress", "running", "timer", "wait")
 
     def __init__(self) -> None:
         self.left = HEAD_LIMIT  # bytes the parser may still take before it completes a head or yields body
@@ -195,6 +206,7 @@ class _State:
         self.wait: float | None = None  # seconds the awaited part of the request may take; None: idle
         self.deadline = 0.0
         self.timer: asyncio.TimerHandle | None = None
+        self.running: RequestResponseCycle | None = None  # the earliest response not yet complete
 
 
 class _Flow(FlowControl):

@@ -195,8 +195,8 @@ class _Direct:
 
     def keepalive(self) -> None:
         if self._transport.is_closing():
-            # uvicorn only tells its newest request of a hang-up: a client that pipelined
-            # another request behind this stream and left is found here.
+            # A hang-up nobody told the stream of (uvicorn tells only its newest request;
+            # GuardedHttpProtocol tells a stream ahead of pipelined requests too).
             self.hang_up()
             return
         if self.wrote:

@@ -116,7 +116,7 @@ async def test_a_client_that_pipelines_behind_a_stream_and_leaves_frees_its_list
             await writer.drain()
             assert await server.listeners_become("piped", 1)
             writer.close()
-            # uvicorn tells only the newest request of the hang-up; the keepalive clock finds it.
+            # uvicorn tells only the newest request of a hang-up: the stream must hear of it too.
             assert await server.listeners_become("piped", 0, within=2)
             assert (await client.get(f"{base}/api/room/piped")).json()["listeners"] == 0
             # ...and the clock still serves every other stream.
