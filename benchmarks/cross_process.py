@@ -19,13 +19,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import re
 import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -33,7 +31,7 @@ from collections.abc import Iterator
 import httpx
 import psutil
 
-from roomchat.bench.runner import free_port, stop_process
+from roomchat.bench.runner import free_port, serve_process
 
 ID = re.compile(rb"id: (\S+)\nevent: message\n")
 
@@ -61,32 +59,8 @@ def redis_server() -> Iterator[str]:
 @contextlib.contextmanager
 def roomchat(url: str) -> Iterator[tuple[str, int]]:
     """One `roomchat serve --adapter rest` process on the Redis at `url`; yields its URL and pid."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "roomchat",
-            "serve",
-            "--adapter",
-            "rest",
-            "--port",
-            "rest=0",
-            "--backend",
-            url,
-            "--log-level",
-            "warning",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert " listening on " in line, f"roomchat did not start: {line!r}"
-        yield line.strip().rpartition(" ")[2], proc.pid
-    finally:
-        stop_process(proc, grace=6)
+    with serve_process(("rest",), ("--backend", url)) as (urls, pid):
+        yield urls["rest"], pid
 
 
 class Listener:

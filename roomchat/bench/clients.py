@@ -54,6 +54,7 @@ class Publisher(Protocol):
 class BenchClient(Protocol):
     name: str
     server_adapters: tuple[str, ...]  # adapters `roomchat serve` must run for it
+    uvloop: bool  # whether its worker processes may run on uvloop
 
     async def listen(self, target: Target, sink: Sink, ended: Callable[[], None]) -> Stream:
         """Open one live stream; return once the server registered it.
@@ -205,6 +206,7 @@ class SseClient:
 
     name = "sse"
     server_adapters: tuple[str, ...] = ("rest",)
+    uvloop = True
 
     def _request(self, target: Target) -> bytes:
         host, port = target.host_port

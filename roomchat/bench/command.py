@@ -53,7 +53,7 @@ def bench(
         stream_path=stream_path, text_field=text_field, server_args=tuple(server_arg or ()), pin=pin,
     )
     try:
-        with _progress(progress) as show:
+        with _Bar(progress) as show:
             outcome = run(plan, show)
     except (RuntimeError, OSError, ImportError) as exc:
         print(f"roomchat: error: bench: {exc}", file=sys.stderr, flush=True)
@@ -97,7 +97,3 @@ class _Bar:
         if task is None:
             task = self._tasks[phase] = self._progress.add_task(phase, total=total)
         self._progress.update(task, completed=done, total=total)  # type: ignore[arg-type]
-
-
-def _progress(enabled: bool) -> _Bar:
-    return _Bar(enabled)

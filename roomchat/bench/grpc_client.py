@@ -27,8 +27,7 @@ def _address(target: Target) -> str:
 
 
 class _GrpcStream:
-    def __init__(self, channel: grpc.aio.Channel, call: Any, reader: asyncio.Task[None]) -> None:
-        self._channel = channel
+    def __init__(self, call: Any, reader: asyncio.Task[None]) -> None:
         self._call = call
         self._reader = reader
 
@@ -104,7 +103,7 @@ class GrpcClient:
             finally:
                 await channel.close(None)
 
-        return _GrpcStream(channel, call, asyncio.ensure_future(read()))
+        return _GrpcStream(call, asyncio.ensure_future(read()))
 
     async def stalled(self, target: Target) -> StalledStream:
         channel, call = await self._open(target)

@@ -78,7 +78,7 @@ Progress = Callable[[str, int, int], None]  # phase, done, total
 def workers_for(plan: Plan) -> int:
     if plan.workers:
         return plan.workers
-    per_worker = 500 if getattr(CLIENTS[plan.transport](), "uvloop", True) else 50  # grpc.aio costs more
+    per_worker = 500 if CLIENTS[plan.transport]().uvloop else 50  # grpc.aio costs more
     return max(1, min(os.cpu_count() or 1, -(-plan.listeners // per_worker)))
 
 
@@ -109,19 +109,21 @@ def stop_process(proc: subprocess.Popen[str], grace: float) -> None:
 
 
 @contextlib.contextmanager
-def started_server(client: BenchClient, plan: Plan) -> Iterator[tuple[str, int]]:
-    """`roomchat serve` on a free port for this transport: (url, pid)."""
+def serve_process(
+    adapters: tuple[str, ...], extra: tuple[str, ...] = ()
+) -> Iterator[tuple[dict[str, str], int]]:
+    """`roomchat serve` with `adapters` on free ports, as a subprocess: ({adapter: url}, pid)."""
     args = [sys.executable, "-m", "roomchat", "serve", "--log-level", "warning"]
-    for name in client.server_adapters:
+    for name in adapters:
         args += ["--adapter", name, "--port", f"{name}=0"]
-    args += list(plan.server_args)
+    args += list(extra)
     # Its stderr goes to a file: a pipe nobody reads during the run could fill and block it.
     with tempfile.TemporaryFile("w+") as errors:
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=errors, text=True)
         try:
             assert proc.stdout is not None
             urls: dict[str, str] = {}
-            while len(urls) < len(client.server_adapters):
+            while len(urls) < len(adapters):
                 line = proc.stdout.readline()
                 if not line:
                     proc.wait()
@@ -130,11 +132,18 @@ def started_server(client: BenchClient, plan: Plan) -> Iterator[tuple[str, int]]
                 head, sep, url = line.strip().partition(" listening on ")
                 if sep:
                     urls[head.removeprefix("roomchat: ")] = url
-            yield urls[client.server_adapters[-1]], proc.pid
+            yield urls, proc.pid
         finally:
             stop_process(proc, grace=8)
             if proc.stdout:
                 proc.stdout.close()
+
+
+@contextlib.contextmanager
+def started_server(client: BenchClient, plan: Plan) -> Iterator[tuple[str, int]]:
+    """The server for this transport: (url, pid)."""
+    with serve_process(client.server_adapters, plan.server_args) as (urls, pid):
+        yield urls[client.server_adapters[-1]], pid
 
 
 # -- worker processes --------------------------------------------------------------
@@ -143,7 +152,7 @@ def started_server(client: BenchClient, plan: Plan) -> Iterator[tuple[str, int]]
 def _worker(plan: Plan, target: Target, count: int, slot: int, shared: Any, stop: Any, out: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     runner: Callable[[Any], Any] = asyncio.run
-    if getattr(CLIENTS[plan.transport](), "uvloop", True):
+    if CLIENTS[plan.transport]().uvloop:
         try:
             import uvloop
 
