@@ -156,9 +156,10 @@ async def memory(url: str) -> None:
 
     from roomchat.backends.redis import ROOM_PREFIX, RedisBackend
     from roomchat.core import RoomService
+    from roomchat.core.ports import BackendSettings
 
     for history, length in ((1000, 20), (1000, 100), (1000, 500), (100, 100), (10000, 100)):
-        backend = RedisBackend(url, history)
+        backend = RedisBackend(url, BackendSettings(history=history))
         await backend.start(RoomService(backend))
         room = f"mem-{history}-{length}"
         for i in range(history + history // 10):

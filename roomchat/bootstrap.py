@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from roomchat.backends import DEFAULT_HISTORY, backend_from_url
 from roomchat.core import RoomService
-from roomchat.core.ports import Backend
+from roomchat.core.identity import Authenticator, OpenAuthenticator
+from roomchat.core.limits import DEFAULT_HISTORY_BYTES, DEFAULT_MAX_ROOMS, Limits
+from roomchat.core.ports import Backend, BackendSettings
 from roomchat.core.service import DEFAULT_BUFFER
 from roomchat.core.validation import DEFAULT_MAX_TEXT
 
@@ -17,10 +19,21 @@ class ServiceSettings:
     history: int = DEFAULT_HISTORY
     max_text: int = DEFAULT_MAX_TEXT
     buffer: int = DEFAULT_BUFFER
+    limits: Limits = field(default_factory=Limits)
+    max_rooms: int = DEFAULT_MAX_ROOMS
+    history_bytes: int = DEFAULT_HISTORY_BYTES
+    auth: Authenticator = field(default_factory=OpenAuthenticator)  # --auth none
 
 
 def build_service(settings: ServiceSettings, backend: Backend | None = None) -> RoomService:
     """A room service over the backend the settings name (or the one given)."""
     if backend is None:
-        backend = backend_from_url(settings.backend, settings.history)
-    return RoomService(backend, buffer_size=settings.buffer, max_text=settings.max_text)
+        backend_settings = BackendSettings(settings.history, settings.max_rooms, settings.history_bytes)
+        backend = backend_from_url(settings.backend, backend_settings)
+    return RoomService(
+        backend,
+        buffer_size=settings.buffer,
+        max_text=settings.max_text,
+        authenticator=settings.auth,
+        limits=settings.limits,
+    )

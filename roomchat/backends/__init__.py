@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from roomchat.core.ports import Backend
-
-DEFAULT_HISTORY = 1000
+from roomchat.core.ports import DEFAULT_HISTORY, Backend, BackendSettings
 
 
-def backend_from_url(url: str, history: int = DEFAULT_HISTORY) -> Backend:
+def backend_from_url(url: str, settings: BackendSettings | None = None) -> Backend:
     """`memory` (or `memory://`) keeps everything in this process;
     `redis://` and `rediss://` share rooms between processes."""
+    settings = settings or BackendSettings()
     scheme = url.partition("://")[0] if "://" in url else url
     if scheme == "memory":
         from roomchat.backends.memory import MemoryBackend
 
-        return MemoryBackend(history)
+        return MemoryBackend(url, settings)
     if scheme in ("redis", "rediss"):
         from roomchat.backends.redis import RedisBackend  # type: ignore[import-not-found,unused-ignore]
 
-        backend: Backend = RedisBackend(url, history)
+        backend: Backend = RedisBackend(url, settings)
         return backend
     raise ValueError(f"unknown backend {url!r}: use memory or redis://HOST:PORT/DB")
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from collections import deque
 
+from roomchat.core.errors import Overloaded
+from roomchat.core.limits import TokenBuckets
 from roomchat.core.message import Message, format_time, id_key
-from roomchat.core.ports import BackendSink, Replay
+from roomchat.core.ports import BackendSettings, BackendSink, Replay
 
 
 class MemoryBackend:
@@ -16,10 +18,13 @@ class MemoryBackend:
     growing across restarts and an id from before one is answered with a gap.
     """
 
-    def __init__(self, history: int = 1000) -> None:
-        if history < 1:
+    def __init__(self, url: str = "memory", settings: BackendSettings | None = None) -> None:
+        settings = settings or BackendSettings()
+        if settings.history < 1:
             raise ValueError("history must be at least 1")
-        self._history = history
+        self._history = settings.history
+        self._max_rooms = settings.max_rooms
+        self._buckets = TokenBuckets()
         self._rooms: dict[str, deque[Message]] = {}
         self._subscribed: set[str] = set()
         self._last = (0, 0)
@@ -32,11 +37,13 @@ class MemoryBackend:
         self._subscribed.clear()
 
     async def publish(self, room_id: str, user_id: str, text: str) -> Message:
-        ms, seq = self._next_id()
-        message = Message(f"{ms}-{seq}", room_id, user_id, text, format_time(ms))
         room = self._rooms.get(room_id)
         if room is None:
+            if self._max_rooms and len(self._rooms) >= self._max_rooms:
+                raise Overloaded("too many rooms")
             room = self._rooms[room_id] = deque(maxlen=self._history)
+        ms, seq = self._next_id()
+        message = Message(f"{ms}-{seq}", room_id, user_id, text, format_time(ms))
         room.append(message)
         if room_id in self._subscribed and self._sink is not None:
             self._sink.message(message)
@@ -72,8 +79,12 @@ class MemoryBackend:
         room = self._rooms.get(room_id)
         return room[-1].id if room else None
 
-    async def rooms(self) -> list[str]:
-        return [name for name, room in self._rooms.items() if room]
+    async def rooms(self, limit: int, after: str | None) -> list[str]:
+        names = sorted(name for name, room in self._rooms.items() if room and (after is None or name > after))
+        return names[:limit]
+
+    async def spend(self, key: str, rate: float, burst: float) -> float:
+        return self._buckets.spend(key, rate, burst)
 
     async def delete(self, room_id: str) -> None:
         self._rooms.pop(room_id, None)

@@ -25,12 +25,13 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
-from roomchat.core.errors import BackendUnavailable
+from roomchat.core.errors import BackendUnavailable, Overloaded
 from roomchat.core.message import Message, format_time, id_key
-from roomchat.core.ports import BackendSink, Replay
+from roomchat.core.ports import BackendSettings, BackendSink, Replay
 
 ROOM_PREFIX = "roomchat:room:"
 ROOMS = "roomchat:rooms"  # set of rooms that have history
+BUCKET_PREFIX = "roomchat:rate:"  # a token bucket per user or client IP: {tokens, at}
 DELETED = "roomchat:deleted"  # pub/sub channel: {"roomId", "node"}
 TOMBSTONE_TTL = 86_400  # seconds a deleted room's empty stream keeps its last id
 BLOCK_MS = 5_000  # longest XREAD block; a subscribe wakes the reader at once
@@ -49,13 +50,16 @@ log = logging.getLogger("roomchat.redis")
 class RedisBackend:
     """Shares rooms, history and ids between every process that uses one Redis."""
 
-    def __init__(self, url: str, history: int = 1000) -> None:
-        if history < 1:
+    def __init__(self, url: str, settings: BackendSettings | None = None) -> None:
+        settings = settings or BackendSettings()
+        if settings.history < 1:
             raise ValueError("history must be at least 1")
         options = parse_url(url)  # ValueError on a malformed URL, before any connection
         self._url = url
         self._where = _describe(dict(options))
-        self._history = history
+        self._history = settings.history
+        self._max_rooms = settings.max_rooms
+        self._known_rooms: set[str] = set()  # rooms this process saw stored: no count needed
         self._node = uuid.uuid4().hex  # this process, to skip its own deletion notices
         self._sink: BackendSink | None = None
         self._redis: Redis | None = None
@@ -144,6 +148,8 @@ class RedisBackend:
     async def publish(self, room_id: str, user_id: str, text: str) -> Message:
         """One atomic XADD (+ room set); delivery, here too, comes through the reader."""
         key = ROOM_PREFIX + room_id
+        if self._max_rooms and room_id not in self._known_rooms:
+            await self._check_room_count(room_id)
 
         async def run() -> list[Any]:
             async with self._client().pipeline(transaction=True) as pipe:
@@ -153,7 +159,27 @@ class RedisBackend:
                 return await pipe.execute()
 
         results = await self._call(run(), "store the message")
+        if self._max_rooms and len(self._known_rooms) < self._max_rooms:
+            self._known_rooms.add(room_id)
         return _message(room_id, str(results[0]), user_id, text)
+
+    async def _check_room_count(self, room_id: str) -> None:
+        """Overloaded if adding `room_id` would pass `max_rooms` (a new room may race past it by a few)."""
+
+        async def run() -> list[Any]:
+            async with self._client().pipeline(transaction=False) as pipe:
+                pipe.sismember(ROOMS, room_id)
+                pipe.scard(ROOMS)
+                return await pipe.execute()
+
+        exists, count = await self._call(run(), "count rooms")
+        if not exists and int(count) >= self._max_rooms:
+            raise Overloaded("too many rooms")
+
+    async def spend(self, key: str, rate: float, burst: float) -> float:
+        script = self._client().register_script(_SPEND)
+        wait = await self._call(script(keys=[BUCKET_PREFIX + key], args=[rate, burst]), "check the rate")
+        return float(wait)
 
     async def replay(self, room_id: str, after: str) -> Replay:
         key = ROOM_PREFIX + room_id
@@ -212,9 +238,9 @@ class RedisBackend:
         newest = await self._call(self._client().xrevrange(ROOM_PREFIX + room_id, "+", "-", 1), "read a room")
         return str(newest[0][0]) if newest else None
 
-    async def rooms(self) -> list[str]:
+    async def rooms(self, limit: int, after: str | None) -> list[str]:
         names: Any = await self._call(self._client().smembers(ROOMS), "list rooms")
-        return sorted(str(name) for name in names)
+        return sorted(str(name) for name in names if after is None or str(name) > after)[:limit]
 
     async def delete(self, room_id: str) -> None:
         """Empty the stream, keep it a while as a tombstone, and tell every process.
@@ -235,6 +261,7 @@ class RedisBackend:
                 return await pipe.execute()
 
         await self._call(run(), "delete the room")
+        self._known_rooms.discard(room_id)
         if self._sink is not None:
             self._sink.deleted(room_id)
 
@@ -390,6 +417,7 @@ class RedisBackend:
         except (ValueError, TypeError, KeyError):
             log.warning("ignoring a malformed notice on %s: %.100r", DELETED, data)
             return
+        self._known_rooms.discard(room_id)
         if node != self._node and self._sink is not None:
             self._sink.deleted(room_id)
 
@@ -432,6 +460,23 @@ class RedisBackend:
     @staticmethod
     def _messages(room_id: str, entries: Any) -> list[Message]:
         return [_entry(room_id, entry_id, fields) for entry_id, fields in entries]
+
+
+# A token bucket on Redis's own clock, so every process shares one rate per key.
+_SPEND = """
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or burst
+local at = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local wait = 0
+if tokens < 1 then wait = (1 - tokens) / rate else tokens = tokens - 1 end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return tostring(wait)
+"""
 
 
 def _message(room_id: str, entry_id: str, user_id: str, text: str) -> Message:

@@ -18,3 +18,23 @@ class ValidationError(RoomchatError):
 
 class BackendUnavailable(RoomchatError):
     """The backend cannot be reached; nothing was stored."""
+
+
+class Unauthenticated(RoomchatError):
+    """No token, or a bad or expired one, where one is needed (HTTP 401, gRPC UNAUTHENTICATED)."""
+
+
+class Forbidden(RoomchatError):
+    """A valid token that does not allow this (HTTP 403, gRPC PERMISSION_DENIED)."""
+
+
+class RateLimited(RoomchatError):
+    """Over a per-user or per-IP limit (HTTP 429 + Retry-After, gRPC RESOURCE_EXHAUSTED)."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Overloaded(RoomchatError):
+    """Over a server-wide limit: too many streams or rooms (HTTP 503, gRPC RESOURCE_EXHAUSTED)."""

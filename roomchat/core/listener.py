@@ -22,6 +22,7 @@ class EndReason(enum.Enum):
     SHUTDOWN = "shutdown"  # the server is stopping
     UNAVAILABLE = "unavailable"  # the backend's feed was lost; resume later
     CLOSED = "closed"  # the client went away
+    EXPIRED = "expired"  # the caller's token expired: resume with a fresh one
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +73,7 @@ class Listener:
         self._floor: IdKey | None = None  # drop live messages at or below this key
         self._counters = counters
         # A writer that can take messages without being woken sets `notify`: pushes
-        # then call it instead of waking `wait` (see roomchat.adapters.sse).
+        # then call it instead of waking `wait` (see roomchat.adapters.http.sse).
         self.notify: Callable[[], None] | None = None
 
     def push(self, message: Message) -> None:

@@ -7,18 +7,33 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from roomchat.core.identity import Identity
+from roomchat.core.limits import DEFAULT_HISTORY_BYTES, DEFAULT_MAX_ROOMS
 from roomchat.core.listener import Listener
 from roomchat.core.message import Message
+
+DEFAULT_HISTORY = 1000
 
 
 @dataclass(frozen=True, slots=True)
 class RoomInfo:
     room_id: str
-    listeners: int  # listeners in this process
+    listeners: int
     last_id: str | None
 
     def to_dict(self) -> dict[str, object]:
         return {"roomId": self.room_id, "listeners": self.listeners, "lastId": self.last_id}
+
+
+@dataclass(frozen=True, slots=True)
+class RoomPage:
+    """One page of the room list, by room id; `next` is the `after` of the next page."""
+
+    rooms: list[RoomInfo]
+    next: str | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"rooms": [info.to_dict() for info in self.rooms], "next": self.next}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,27 +54,60 @@ class Stats:
 
 
 class Manager(Protocol):
-    """The one port every adapter uses. Raises ValidationError, BackendUnavailable."""
+    """The one port every adapter uses.
 
-    def listen(
-        self, room_id: str, after: str | None = None, *, transport: str = "unknown"
-    ) -> AbstractAsyncContextManager[Listener]:
-        """Open a listener on a room, replaying history after `after` first."""
+    Raises ValidationError, BackendUnavailable, Unauthenticated, Forbidden,
+    RateLimited and Overloaded; adapters translate them at the edge. Every call
+    takes the caller's `identity` from `identify`; None is a caller with no
+    token and no known address (under `--auth none` that may still do anything).
+    """
+
+    def identify(self, token: str | None, address: str | None = None) -> Identity:
+        """Who a request's token (or its absence) is; Unauthenticated for a bad or expired one."""
         ...
 
-    async def submit(self, room_id: str, user_id: str, text: str) -> Message:
-        """Validate, store and broadcast; answer the stored message."""
+    def listen(
+        self,
+        room_id: str,
+        after: str | None = None,
+        *,
+        transport: str = "unknown",
+        identity: Identity | None = None,
+    ) -> AbstractAsyncContextManager[Listener]:
+        """Open a listener on a room, replaying history after `after` first.
+
+        It ends with EndReason.EXPIRED when the identity's token expires.
+        """
+        ...
+
+    async def submit(
+        self, room_id: str, user_id: str | None, text: str, *, identity: Identity | None = None
+    ) -> Message:
+        """Validate, check, store and broadcast; answer the stored message.
+
+        `user_id` may be None when the identity names the user (a token's `sub`).
+        """
         ...
 
     async def history(
-        self, room_id: str, limit: int = 50, after: str | None = None, before: str | None = None
+        self,
+        room_id: str,
+        limit: int = 50,
+        after: str | None = None,
+        before: str | None = None,
+        *,
+        identity: Identity | None = None,
     ) -> list[Message]: ...
 
-    async def room(self, room_id: str) -> RoomInfo: ...
+    async def room(self, room_id: str, *, identity: Identity | None = None) -> RoomInfo: ...
 
-    async def rooms(self) -> list[RoomInfo]: ...
+    async def rooms(
+        self, limit: int = 100, after: str | None = None, *, identity: Identity | None = None
+    ) -> RoomPage:
+        """A page of the rooms that have listeners or history, by room id."""
+        ...
 
-    async def delete(self, room_id: str) -> None: ...
+    async def delete(self, room_id: str, *, identity: Identity | None = None) -> None: ...
 
     async def healthy(self) -> bool: ...
 
@@ -78,8 +126,21 @@ class BackendSink(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class BackendSettings:
+    """What every backend is built with, whatever its URL."""
+
+    history: int = DEFAULT_HISTORY  # messages kept per room
+    max_rooms: int = DEFAULT_MAX_ROOMS  # rooms with history; 0: no limit
+    history_bytes: int = DEFAULT_HISTORY_BYTES  # bytes of history in one process; 0: no limit
+
+
 class Backend(Protocol):
-    """Storage, ids and fan-out between processes. Raises BackendUnavailable."""
+    """Storage, ids and fan-out between processes. Raises BackendUnavailable.
+
+    `publish` raises Overloaded("too many rooms") rather than add a room past
+    `max_rooms`. A backend shared by several processes shares `spend`'s buckets.
+    """
 
     async def start(self, sink: BackendSink) -> None: ...
 
@@ -97,8 +158,15 @@ class Backend(Protocol):
 
     async def last_id(self, room_id: str) -> str | None: ...
 
-    async def rooms(self) -> list[str]:
-        """Rooms that have history."""
+    async def rooms(self, limit: int, after: str | None) -> list[str]:
+        """Up to `limit` rooms that have history, by room id, after `after` (exclusive)."""
+        ...
+
+    async def spend(self, key: str, rate: float, burst: float) -> float:
+        """Take one token from `key`'s bucket (refilled at `rate`/s up to `burst`).
+
+        0.0 if there was one; else the seconds until there is, and nothing is taken.
+        """
         ...
 
     async def delete(self, room_id: str) -> None:

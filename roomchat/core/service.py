@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from roomchat.core import validation
 from roomchat.core.broadcaster import Broadcaster
-from roomchat.core.errors import BackendUnavailable, ValidationError
+from roomchat.core.errors import (
+    BackendUnavailable,
+    RateLimited,
+    RoomchatError,
+    Unauthenticated,
+    ValidationError,
+)
+from roomchat.core.identity import Authenticator, Identity, OpenAuthenticator
+from roomchat.core.limits import Limits, StreamCounter
 from roomchat.core.listener import Counters, EndReason, Gap, Listener
 from roomchat.core.message import Message, id_key
-from roomchat.core.ports import Backend, RoomInfo, Stats
+from roomchat.core.ports import Backend, RoomInfo, RoomPage, Stats
 
 DEFAULT_BUFFER = 1024
 MAX_PAGE = 1000
+DEFAULT_ROOM_PAGE = 100
 
 
 class RoomService:
@@ -25,10 +37,16 @@ class RoomService:
         *,
         buffer_size: int = DEFAULT_BUFFER,
         max_text: int = validation.DEFAULT_MAX_TEXT,
+        authenticator: Authenticator | None = None,
+        limits: Limits | None = None,
     ) -> None:
         if buffer_size < 1:
             raise ValueError("buffer_size must be at least 1")
         self._backend = backend
+        self._auth = authenticator or OpenAuthenticator()
+        self.limits = limits or Limits()
+        self._streams = StreamCounter(self.limits)
+        self._anyone = self._auth.identify(None)  # the caller an adapter named no identity for
         self._buffer_size = buffer_size
         self._max_text = max_text
         self._rooms: dict[str, Broadcaster] = {}
@@ -48,13 +66,34 @@ class RoomService:
 
     # -- Manager -------------------------------------------------------------
 
+    def identify(self, token: str | None, address: str | None = None) -> Identity:
+        return self._auth.identify(token, address)
+
     @asynccontextmanager
     async def listen(
-        self, room_id: str, after: str | None = None, *, transport: str = "unknown"
+        self,
+        room_id: str,
+        after: str | None = None,
+        *,
+        transport: str = "unknown",
+        identity: Identity | None = None,
     ) -> AsyncIterator[Listener]:
+        who = identity or self._anyone
         validation.room_id(room_id)
+        who.check_read(room_id)
         if self._closing:
             raise BackendUnavailable("the server is stopping")
+        self._streams.opening(who.address)
+        try:
+            async with self._listening(room_id, after, transport, who.expires) as listener:
+                yield listener
+        finally:
+            self._streams.closed(who.address)
+
+    @asynccontextmanager
+    async def _listening(
+        self, room_id: str, after: str | None, transport: str, expires: float | None
+    ) -> AsyncIterator[Listener]:
         room = self._rooms.get(room_id)
         if room is None:
             room = self._rooms[room_id] = Broadcaster(room_id)
@@ -69,12 +108,15 @@ class RoomService:
         listener = Listener(room_id, transport, self._buffer_size, self._counters)
         room.listeners[listener] = None
         self._listeners[transport] = self._listeners.get(transport, 0) + 1
+        expiry = _expire_at(listener, expires)
         try:
             await room.ready.wait()
             if after is not None:
                 await self._replay(listener, after)
             yield listener
         finally:
+            if expiry is not None:
+                expiry.cancel()
             self._listeners[transport] -= 1
             room.listeners.pop(listener, None)
             if not room.listeners and self._rooms.get(room_id) is room:
@@ -89,18 +131,34 @@ class RoomService:
         else:
             listener.begin(replay.messages, None, Gap(after, replay.oldest_id))
 
-    async def submit(self, room_id: str, user_id: str, text: str) -> Message:
+    async def submit(
+        self, room_id: str, user_id: str | None, text: str, *, identity: Identity | None = None
+    ) -> Message:
+        who = identity or self._anyone
         validation.room_id(room_id)
-        user = validation.user_id(user_id)
+        who.check_post(room_id)
+        user = validation.user_id(who.poster(user_id))
         validation.text(text, self._max_text)
+        limits = self.limits
+        if limits.rate:
+            wait = await self._backend.spend(who.limit_key, limits.rate, limits.burst)
+            if wait:
+                raise RateLimited(f"too many posts: at most {limits.rate:g} a second", wait)
         message = await self._backend.publish(room_id, user, text)
         self._counters.published += 1
         return message
 
     async def history(
-        self, room_id: str, limit: int = 50, after: str | None = None, before: str | None = None
+        self,
+        room_id: str,
+        limit: int = 50,
+        after: str | None = None,
+        before: str | None = None,
+        *,
+        identity: Identity | None = None,
     ) -> list[Message]:
         validation.room_id(room_id)
+        (identity or self._anyone).check_read(room_id)
         if not 1 <= limit <= MAX_PAGE:
             raise ValidationError("limit", f"limit must be 1-{MAX_PAGE}")
         for name, value in (("after", after), ("before", before)):
@@ -110,20 +168,47 @@ class RoomService:
             raise ValidationError("before", "give after or before, not both")
         return await self._backend.history(room_id, limit, after, before)
 
-    async def room(self, room_id: str) -> RoomInfo:
+    async def room(self, room_id: str, *, identity: Identity | None = None) -> RoomInfo:
         validation.room_id(room_id)
+        (identity or self._anyone).check_read(room_id)
         return RoomInfo(room_id, self._local_listeners(room_id), await self._backend.last_id(room_id))
 
-    async def rooms(self) -> list[RoomInfo]:
-        names = set(await self._backend.rooms()) | set(self._rooms)
-        return [await self.room(name) for name in sorted(names)]
+    async def rooms(
+        self, limit: int = DEFAULT_ROOM_PAGE, after: str | None = None, *, identity: Identity | None = None
+    ) -> RoomPage:
+        """Rooms with history (the backend's page) or listeners here, merged by id.
 
-    async def delete(self, room_id: str) -> None:
+        Rooms the caller may not read are left out of the page, not refused.
+        """
+        who = identity or self._anyone
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValidationError("limit", f"limit must be 1-{MAX_PAGE}")
+        if after is not None:
+            validation.room_id(after)
+        if who.anonymous and not who.anonymous_read:
+            raise Unauthenticated("a token is needed")
+        stored = await self._backend.rooms(limit + 1, after)
+        local = heapq.nsmallest(limit + 1, (r for r in self._rooms if after is None or r > after))
+        names = sorted(set(stored) | set(local))[: limit + 1]
+        more = len(names) > limit
+        names = names[:limit]
+        infos = []
+        for name in names:
+            if _may_read(who, name):
+                infos.append(RoomInfo(name, self._local_listeners(name), await self._backend.last_id(name)))
+        return RoomPage(infos, names[-1] if more else None)
+
+    async def delete(self, room_id: str, *, identity: Identity | None = None) -> None:
         validation.room_id(room_id)
+        (identity or self._anyone).check_delete(room_id)
         await self._backend.delete(room_id)
 
     async def healthy(self) -> bool:
         return await self._backend.ping()
+
+    @property
+    def open_streams(self) -> int:
+        return self._streams.open
 
     def stats(self) -> Stats:
         c = self._counters
@@ -149,3 +234,20 @@ class RoomService:
         room = self._rooms.get(room_id)
         if room is not None:
             room.end_all(EndReason.UNAVAILABLE)
+
+
+def _may_read(who: Identity, room_id: str) -> bool:
+    try:
+        who.check_read(room_id)
+    except RoomchatError:
+        return False
+    return True
+
+
+def _expire_at(listener: Listener, expires: float | None) -> asyncio.TimerHandle | None:
+    """End the listener as EXPIRED when its token does."""
+    if expires is None:
+        return None
+    loop = asyncio.get_running_loop()
+    delay = max(0.0, expires - time.time())
+    return loop.call_later(delay, listener.end, EndReason.EXPIRED)

@@ -19,8 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from roomchat.adapters import AdapterSettings, http_guard
-from roomchat.adapters.http import serve_asgi
+from roomchat.adapters import AdapterSettings
+from roomchat.adapters.http import guard as http_guard
+from roomchat.adapters.http.server import serve_asgi
 from tests.support import serve, stream
 
 DEFAULTS = (http_guard.HEAD_TIMEOUT, http_guard.BODY_TIMEOUT, http_guard.HEAD_LIMIT)

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from roomchat.adapters.sse import EventStream
+from roomchat.adapters.http.sse import EventStream
 from roomchat.bootstrap import ServiceSettings, build_service
 from tests.support import RawStream, serve
 

@@ -14,6 +14,7 @@ from roomchat.backends import backend_from_url
 from roomchat.backends.redis import RedisBackend
 from roomchat.core import BackendUnavailable, Message
 from roomchat.core.message import format_time, id_key
+from roomchat.core.ports import BackendSettings
 from tests.backends.redis_server import RedisServer, free_port
 
 
@@ -47,7 +48,7 @@ class RecordingSink:
 
 @asynccontextmanager
 async def started(url: str, history: int = 1000) -> AsyncIterator[tuple[RedisBackend, RecordingSink]]:
-    backend = backend_from_url(url, history)
+    backend = backend_from_url(url, BackendSettings(history=history))
     assert isinstance(backend, RedisBackend)
     sink = RecordingSink()
     await backend.start(sink)
@@ -70,7 +71,7 @@ async def test_ids_are_stream_ids_and_history_pages(redis: RedisServer) -> None:
         assert await backend.history("nowhere", 50, None, None) == []
         assert await backend.last_id("lobby") == posted[-1].id
         assert await backend.last_id("nowhere") is None
-        assert await backend.rooms() == ["lobby"]
+        assert await backend.rooms(100, None) == ["lobby"]
 
 
 async def test_history_keeps_only_the_last_n_although_trimming_is_approximate(redis: RedisServer) -> None:
@@ -142,11 +143,11 @@ async def test_delete_reaches_every_process_and_later_ids_keep_growing(redis: Re
         assert sink_a.deleted_rooms == ["doomed"]
         await sink_b.until(lambda: sink_b.deleted_rooms == ["doomed"])
         assert await a.history("doomed", 50, None, None) == []
-        assert await a.rooms() == [] and await a.last_id("doomed") is None
+        assert await a.rooms(100, None) == [] and await a.last_id("doomed") is None
         assert not (await b.replay("doomed", last.id)).found
         again = await a.publish("doomed", "ann", "back")
         assert again.key > last.key
-        assert await a.rooms() == ["doomed"]
+        assert await a.rooms(100, None) == ["doomed"]
         client = aioredis.Redis(port=redis.port)
         try:
             assert await client.ttl("roomchat:room:doomed") == -1  # no longer a tombstone

@@ -6,7 +6,7 @@ import asyncio
 
 from roomchat.backends.memory import MemoryBackend
 from roomchat.core import BackendUnavailable, Message
-from roomchat.core.ports import BackendSink, Replay
+from roomchat.core.ports import BackendSettings, BackendSink, Replay
 
 
 class FakeBackend(MemoryBackend):
@@ -20,7 +20,7 @@ class FakeBackend(MemoryBackend):
     """
 
     def __init__(self, history: int = 100) -> None:
-        super().__init__(history)
+        super().__init__("memory", BackendSettings(history=history))
         self.hold_delivery = False
         self.replay_gate: asyncio.Event | None = None
         self.replay_started = asyncio.Event()

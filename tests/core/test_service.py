@@ -164,7 +164,7 @@ async def test_delete_ends_streams_after_what_was_pending(service: RoomService) 
         assert texts(await drain(listener)) == ["last words"]
         assert listener.ended is EndReason.DELETED
     assert await service.history("r") == []
-    assert [info.room_id for info in await service.rooms()] == []
+    assert [info.room_id for info in (await service.rooms()).rooms] == []
 
 
 async def test_close_ends_every_stream_for_shutdown(backend: FakeBackend) -> None:
@@ -256,7 +256,8 @@ async def test_room_info_and_list(service: RoomService) -> None:
         sent = await post(service, "hi", room="busy")
         busy = await service.room("busy")
         assert (busy.listeners, busy.last_id) == (0, sent[0].id)
-        assert [(i.room_id, i.listeners) for i in await service.rooms()] == [("busy", 0), ("quiet", 1)]
+        page = (await service.rooms()).rooms
+        assert [(i.room_id, i.listeners) for i in page] == [("busy", 0), ("quiet", 1)]
 
 
 async def test_a_backend_that_is_down_stores_nothing(service: RoomService, backend: FakeBackend) -> None:

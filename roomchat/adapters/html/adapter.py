@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from roomchat.adapters import AdapterSettings, Ready
 from roomchat.adapters.html.app import create_app
-from roomchat.adapters.http import serve_asgi
+from roomchat.adapters.http.server import serve_asgi
 from roomchat.core import Manager
 
 

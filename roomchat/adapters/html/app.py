@@ -14,9 +14,9 @@ from starlette.staticfiles import StaticFiles
 
 from roomchat.adapters import AdapterSettings
 from roomchat.adapters.html.pages import STATIC, error_page, render, shown
-from roomchat.adapters.rest.app import message_created, text_field
-from roomchat.adapters.sse import EventStream, resume_id
-from roomchat.adapters.web import EXCEPTION_HANDLERS, BadRequest, parse_object, read_body
+from roomchat.adapters.http.bodies import message_created, parse_object, read_body, text_field
+from roomchat.adapters.http.errors import EXCEPTION_HANDLERS, BadRequest
+from roomchat.adapters.http.sse import EventStream, resume_id
 from roomchat.core import BackendUnavailable, Manager, ValidationError, validation
 
 HISTORY_SHOWN = 100  # messages rendered into the chat page on arrival
@@ -71,7 +71,7 @@ def _user_and_text(media: str, body: bytes) -> tuple[str, str]:
 def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
     async def home(request: Request) -> Response:
         try:
-            rooms = await manager.rooms()
+            rooms = (await manager.rooms()).rooms
         except BackendUnavailable as exc:
             return error_page(503, "The server cannot reach its storage", str(exc))
         return render("home.html", rooms=rooms)

@@ -6,7 +6,7 @@ import asyncio
 from typing import ClassVar
 
 from roomchat.adapters import AdapterSettings, Ready
-from roomchat.adapters.http import serve_asgi
+from roomchat.adapters.http.server import serve_asgi
 from roomchat.adapters.rest.app import create_app
 from roomchat.core import Manager
 

@@ -10,29 +10,23 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from roomchat.adapters import AdapterSettings
-from roomchat.adapters.metrics import metrics_endpoint
+from roomchat.adapters.http.bodies import (
+    message_created,
+    messages_page,
+    parse_object,
+    read_body,
+    text_field,
+    whole_number,
+)
+from roomchat.adapters.http.errors import EXCEPTION_HANDLERS
+from roomchat.adapters.http.metrics import metrics_endpoint
+from roomchat.adapters.http.sse import EventStream, resume_id
 from roomchat.adapters.rest.openapi import OPENAPI
-from roomchat.adapters.sse import EventStream, resume_id
-from roomchat.adapters.web import EXCEPTION_HANDLERS, parse_object, read_body
-from roomchat.core import Manager, Message, to_json, validation
+from roomchat.core import Manager, validation
 from roomchat.core.errors import ValidationError
+from roomchat.core.service import DEFAULT_ROOM_PAGE
 
 _DOCS = Path(__file__).parent / "static" / "docs.html"
-
-
-def message_created(message: Message) -> Response:
-    body = b'{"success":true,"message":%s}' % message.encode(to_json)
-    return Response(body, status_code=201, media_type="application/json")
-
-
-def messages_page(messages: list[Message]) -> Response:
-    body = b'{"messages":[%s]}' % b",".join([m.encode(to_json) for m in messages])
-    return Response(body, media_type="application/json")
-
-
-def text_field(body: dict[str, object]) -> object:
-    """`text`, or the Go server's `data` in its place."""
-    return body["text"] if "text" in body else body.get("data")
 
 
 def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
@@ -55,12 +49,9 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
 
     async def history(request: Request) -> Response:
         query = request.query_params
-        raw_limit = query.get("limit", "50")
-        if not validation.is_whole_number(raw_limit):
-            raise ValidationError("limit", "limit must be a whole number from 1 to 1000")
         messages = await manager.history(
             request.path_params["roomId"],
-            int(raw_limit),
+            whole_number(query, "limit", 50),
             query.get("after") or None,
             query.get("before") or None,
         )
@@ -71,7 +62,10 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
         return JSONResponse(info.to_dict())
 
     async def rooms(request: Request) -> Response:
-        return JSONResponse({"rooms": [info.to_dict() for info in await manager.rooms()]})
+        query = request.query_params
+        limit = whole_number(query, "limit", DEFAULT_ROOM_PAGE)
+        page = await manager.rooms(limit, query.get("after") or None)
+        return JSONResponse(page.to_dict())
 
     async def delete(request: Request) -> Response:
         await manager.delete(request.path_params["roomId"])

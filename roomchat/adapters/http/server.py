@@ -2,7 +2,7 @@
 
 The runner owns the signals: uvicorn's own handlers are kept out of the way.
 Requests are read by `GuardedHttpProtocol`, uvicorn's httptools protocol with
-timeouts and a size limit on reading a request (see roomchat.adapters.http_guard).
+timeouts and a size limit on reading a request (see roomchat.adapters.http.guard).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 import uvicorn
 
 from roomchat.adapters import AdapterSettings, Ready
-from roomchat.adapters.http_guard import GuardedHttpProtocol
-from roomchat.adapters.sse import with_raw_send
+from roomchat.adapters.http.guard import GuardedHttpProtocol
+from roomchat.adapters.http.sse import with_raw_send
 
 GRACE = 3.0  # seconds for open requests to finish once stopping
 

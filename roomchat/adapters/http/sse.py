@@ -35,7 +35,7 @@ HEADERS = [
 KEEPALIVE = b": keepalive\n\n"
 log = logging.getLogger("roomchat.sse")
 _T = TypeVar("_T")
-RAW_SEND = "roomchat.send"  # scope key: the server's own `send`, set by roomchat.adapters.http
+RAW_SEND = "roomchat.send"  # scope key: the server's own `send`, set by roomchat.adapters.http.server
 
 
 def sse_frame(message: Message) -> bytes:

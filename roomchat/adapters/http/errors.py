@@ -1,8 +1,7 @@
-"""What the Starlette adapters share: contract errors as JSON and bounded bodies."""
+"""Contract errors as JSON, for every Starlette adapter: domain errors translated at the edge."""
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -10,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from roomchat.core import BackendUnavailable, ValidationError, validation
+from roomchat.core import BackendUnavailable, ValidationError
 
 log = logging.getLogger("roomchat.http")
 
@@ -24,39 +23,6 @@ class BadRequest(Exception):
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"code": status, "message": message}, status_code=status, headers=headers)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed `limit`."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not validation.is_whole_number(declared):
-            raise BadRequest(400, "Content-Length must be a number")
-        if int(declared) > limit:
-            raise BadRequest(413, f"body must be at most {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BadRequest(413, f"body must be at most {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _not_json(constant: str) -> Any:
-    raise ValueError(f"{constant} is not JSON")
-
-
-def parse_object(body: bytes) -> dict[str, Any]:
-    try:
-        # UTF-8 only (json.loads would guess UTF-16/32 from bytes) and no NaN/Infinity.
-        value = json.loads(body.decode("utf-8"), parse_constant=_not_json)
-    except (ValueError, RecursionError):
-        raise BadRequest(400, "body must be a well-formed JSON object") from None
-    if not isinstance(value, dict):
-        raise BadRequest(400, "body must be a JSON object")
-    return value
 
 
 async def _bad_request(request: Request, exc: Exception) -> Response:
