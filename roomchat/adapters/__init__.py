@@ -28,6 +28,8 @@ class AdapterSettings:
     keepalive: float = 15.0  # seconds between keepalives on an idle stream
     max_body: int = 64 * 1024
     options: Mapping[str, str] = field(default_factory=dict)
+    trust_proxy: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For names the real client
+    cors_origins: tuple[str, ...] = ()  # origins allowed to post and delete from a browser
 
     @property
     def tls(self) -> bool:
