@@ -42,7 +42,7 @@ def token_of(scope: Mapping[str, Any]) -> str | None:
     if QUERY.encode() in query:
         for name, value in parse_qsl(query.decode("latin-1"), max_num_fields=64):
             if name == QUERY and value:
-                return value
+                return str(value)
     return None
 
 
@@ -64,7 +64,7 @@ def client_address(scope: Mapping[str, Any], trust_proxy: Iterable[str] = ()) ->
     """The client's IP: the peer's, or, when the peer is a trusted proxy, the
     right-most address of `X-Forwarded-For` that is not itself a trusted proxy."""
     peer = scope.get("client")
-    address: str | None = peer[0] if peer else None
+    address = str(peer[0]) if peer else None
     networks = trusted_networks(tuple(trust_proxy))
     if address is None or not networks or not _trusted(address, networks):
         return address
