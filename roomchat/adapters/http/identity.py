@@ -68,7 +68,7 @@ def client_address(scope: Mapping[str, Any], trust_proxy: Iterable[str] = ()) ->
     networks = trusted_networks(tuple(trust_proxy))
     if address is None or not networks or not _trusted(address, networks):
         return address
-    forwarded = [
+    forwarded: list[str] = [
         value.decode("latin-1") for name, value in scope.get("headers", ()) if name == b"x-forwarded-for"
     ]
     hops = [hop.strip() for line in forwarded for hop in line.split(",") if hop.strip()]
