@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from typing import Annotated, NoReturn
 
@@ -17,8 +18,10 @@ from roomchat.adapters import Adapter, AdapterSettings
 from roomchat.adapters.registry import AdapterEntry, available
 from roomchat.bench.command import bench
 from roomchat.bootstrap import ServiceSettings, build_service
-from roomchat.core import BackendUnavailable, validation
+from roomchat.core import BackendUnavailable, ValidationError, validation
+from roomchat.core.identity import Authenticator, OpenAuthenticator
 from roomchat.runner import StartupError, run_forever
+from roomchat.tokens import JwtAuthenticator, mint
 
 app = typer.Typer(
     help="roomchat: a realtime chat server with rooms, history and pluggable transports.",
@@ -80,6 +83,39 @@ def serve(
     log_json: Annotated[
         bool, typer.Option(envvar=_env("LOG_JSON"), help="Log one JSON object a line.")
     ] = False,
+    auth: Annotated[
+        str,
+        typer.Option(
+            envvar=_env("AUTH"), metavar="none|jwt", help="none: anyone may do anything; jwt: tokens."
+        ),
+    ] = "none",
+    jwt_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar=_env("JWT_KEY"),
+            metavar="SECRET|FILE",
+            help="An HS256 secret, or a PEM public key file (RS256, ES256, EdDSA).",
+        ),
+    ] = None,
+    jwt_issuer: Annotated[
+        str | None, typer.Option(envvar=_env("JWT_ISSUER"), metavar="ISS", help="Required `iss` claim.")
+    ] = None,
+    jwt_audience: Annotated[
+        str | None, typer.Option(envvar=_env("JWT_AUDIENCE"), metavar="AUD", help="Required `aud` claim.")
+    ] = None,
+    anonymous_read: Annotated[
+        bool,
+        typer.Option(envvar=_env("ANONYMOUS_READ"), help="jwt: tokenless requests may read."),
+    ] = False,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cors-origin",
+            envvar=_env("CORS_ORIGIN"),
+            metavar="ORIGIN",
+            help="An origin whose pages may post and delete (repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the chosen adapters (all of them by default) in one process."""
     found = available()
@@ -92,9 +128,18 @@ def serve(
     if log_level not in logs.LEVELS:
         raise typer.BadParameter(f"--log-level must be one of {', '.join(logs.LEVELS)}")
     ports = _parse_ports(port or [], names)
+    authenticator = _authenticator(auth, jwt_key, jwt_issuer, jwt_audience, anonymous_read)
+    origins = tuple(o for value in cors_origin or [] for o in value.split(",") if o)
     logs.configure(log_level, log_json)
+    if auth == "none" and not _loopback(host):
+        print(
+            f"roomchat: warning: serving {host} with --auth none: anyone who can reach it"
+            " may post as anyone and delete rooms (see docs/security.md)",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
-        service = build_service(ServiceSettings(backend, history, max_text, buffer))
+        service = build_service(ServiceSettings(backend, history, max_text, buffer, auth=authenticator))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     adapters: dict[str, Adapter] = {}
@@ -109,6 +154,7 @@ def serve(
             tls_cert=tls_cert,
             tls_key=tls_key,
             keepalive=keepalive,
+            cors_origins=origins,
         )
         try:
             adapters[name] = factory(service, settings)
@@ -118,6 +164,30 @@ def serve(
         run_forever(service, adapters)
     except (StartupError, BackendUnavailable) as exc:
         _fail(str(exc))
+
+
+def _authenticator(
+    auth: str, key: str | None, issuer: str | None, audience: str | None, anonymous_read: bool
+) -> Authenticator:
+    if auth == "none":
+        if key is not None:
+            raise typer.BadParameter("--jwt-key needs --auth jwt")
+        return OpenAuthenticator()
+    if auth != "jwt":
+        raise typer.BadParameter("--auth must be none or jwt")
+    if key is None:
+        raise typer.BadParameter("--auth jwt needs --jwt-key SECRET|FILE")
+    try:
+        return JwtAuthenticator(key, issuer=issuer, audience=audience, anonymous_read=anonymous_read)
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _parse_ports(values: list[str], names: list[str]) -> dict[str, int]:
@@ -143,6 +213,52 @@ def adapters() -> None:
 
 
 app.command()(bench)
+
+
+@app.command()
+def token(
+    sub: Annotated[str, typer.Option("--sub", metavar="NAME", help="The user id (`sub` claim).")],
+    jwt_key: Annotated[
+        str, typer.Option(envvar=_env("JWT_KEY"), metavar="SECRET", help="The server's HS256 secret.")
+    ],
+    rooms: Annotated[
+        list[str] | None,
+        typer.Option("--rooms", metavar="PATTERN", help="Rooms to read and post in: 'team-*' (repeatable)."),
+    ] = None,
+    read: Annotated[
+        list[str] | None, typer.Option("--read", metavar="PATTERN", help="Rooms to only read (repeatable).")
+    ] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="May delete rooms and post as anyone.")] = False,
+    ttl: Annotated[str, typer.Option(metavar="DURATION", help="Lifetime: 45s, 30m, 1h, 7d.")] = "1h",
+    jwt_issuer: Annotated[str | None, typer.Option(envvar=_env("JWT_ISSUER"), metavar="ISS")] = None,
+    jwt_audience: Annotated[str | None, typer.Option(envvar=_env("JWT_AUDIENCE"), metavar="AUD")] = None,
+) -> None:
+    """Print a token for --auth jwt, signed with --jwt-key (HS256)."""
+    try:
+        print(
+            mint(
+                jwt_key,
+                sub,
+                rooms=rooms,
+                read=read or (),
+                admin=admin,
+                ttl=_duration(ttl),
+                issuer=jwt_issuer,
+                audience=jwt_audience,
+            )
+        )
+    except (ValueError, ValidationError) as exc:
+        raise typer.BadParameter(getattr(exc, "message", str(exc))) from None
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(value: str) -> float:
+    number, unit = (value[:-1], value[-1]) if value[-1:] in _UNITS else (value, "s")
+    if not (1 <= len(number) <= 9 and validation.is_whole_number(number)) or int(number) == 0:
+        raise typer.BadParameter(f"--ttl takes a duration such as 45s, 30m, 1h or 7d, got {value!r}")
+    return float(int(number) * _UNITS[unit])
 
 
 @app.command()

@@ -10,6 +10,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from roomchat.core import BackendUnavailable, ValidationError
+from roomchat.core.errors import Forbidden, Unauthenticated
 
 log = logging.getLogger("roomchat.http")
 
@@ -36,6 +37,14 @@ async def _invalid(request: Request, exc: Exception) -> Response:
     return error(422, exc.message)
 
 
+async def _unauthenticated(request: Request, exc: Exception) -> Response:
+    return error(401, str(exc), {"www-authenticate": 'Bearer realm="roomchat"'})
+
+
+async def _forbidden(request: Request, exc: Exception) -> Response:
+    return error(403, str(exc))
+
+
 async def _unavailable(request: Request, exc: Exception) -> Response:
     return error(503, f"backend unavailable: {exc}")
 
@@ -59,6 +68,8 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     BadRequest: _bad_request,
     ValidationError: _invalid,
     BackendUnavailable: _unavailable,
+    Unauthenticated: _unauthenticated,
+    Forbidden: _forbidden,
     HTTPException: _http,
     ClientDisconnect: _gone,
     Exception: _unexpected,
