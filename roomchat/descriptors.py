@@ -23,7 +23,7 @@ import resource
 from dataclasses import dataclass
 
 RESERVE_SHARE = 10  # a tenth of what is left...
-RESERVE_MIN = 32  # ...but at least this many
+RESERVE_MIN = 64  # ...but at least this many (a process holds a few dozen of its own)
 RESERVE_MAX = 1024  # ...and at most this many
 GRPC_SHARE = 8
 
