@@ -1,5 +1,5 @@
 """`python -m tests.limits.low_nofile LIMIT ARGS...`: the roomchat command with its open-file
-limit (soft and hard) lowered to LIMIT first, so that tests reach it in seconds."""
+limit lowered first (LIMIT: both soft and hard, or SOFT:HARD), so that tests reach it in seconds."""
 
 from __future__ import annotations
 
@@ -9,6 +9,6 @@ import sys
 from roomchat.cli import main
 
 if __name__ == "__main__":
-    limit = int(sys.argv.pop(1))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+    soft, _, hard = sys.argv.pop(1).partition(":")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (int(soft), int(hard or soft)))
     main()

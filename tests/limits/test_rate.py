@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from roomchat.adapters.grpc.generated import message_pb2 as pb
+from roomchat.tokens import mint
 from tests.adapters.grpc.client import room_stub
 from tests.backends.redis_server import redis_server
 from tests.limits.clients import client_from
@@ -102,3 +103,21 @@ async def test_two_processes_on_one_redis_share_the_rate(tmp_path: Path) -> None
             assert 2 * RATE <= accepted <= allowed_once + 1, (accepted, elapsed)
             assert all(429 in c for c in codes.values())  # each process refused some
             assert set(codes[bases[0]] + codes[bases[1]]) == {201, 429}
+
+
+async def test_under_jwt_the_rate_is_per_user_not_per_address() -> None:
+    key = "a-test-secret-of-at-least-32-bytes!!"
+    args = ("--adapter", "rest", "--port", "rest=0", "--rate", str(RATE), "--auth", "jwt", "--jwt-key", key)
+    with roomchat_process(*args) as server:
+        base = server.urls["rest"]
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            ann = {"authorization": f"Bearer {mint(key, 'ann')}"}
+            bob = {"authorization": f"Bearer {mint(key, 'bob')}"}
+            for _ in range(40):
+                answer = await client.post("/api/room/r", json={"text": "x"}, headers=ann)
+                if answer.status_code != 201:
+                    break
+            assert answer.status_code == 429
+            other = await client.post("/api/room/r", json={"text": "y"}, headers=bob)  # same IP, another user
+            assert other.status_code == 201
+            assert other.json()["message"]["userId"] == "bob"
