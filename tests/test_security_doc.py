@@ -47,7 +47,9 @@ def test_the_worked_jwt_set_up() -> None:
             script += [f"echo '{MARK}'", command.replace("localhost:8080", address)]
             checked.append((command, shown))
         path = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-        ran = subprocess.run(["bash", "-c", "\n".join(script)], capture_output=True, text=True, env=path, timeout=60)
+        ran = subprocess.run(
+            ["bash", "-c", "\n".join(script)], capture_output=True, text=True, env=path, timeout=60
+        )
         assert ran.returncode == 0, ran.stderr
         outputs = ran.stdout.split(MARK + "\n")[1:]
         assert len(outputs) == len(checked)
