@@ -18,6 +18,7 @@ from roomchat.adapters.html.pages import STATIC, error_page, render, shown
 from roomchat.adapters.http.bodies import message_created, parse_object, read_body, text_field
 from roomchat.adapters.http.errors import EXCEPTION_HANDLERS, BadRequest
 from roomchat.adapters.http.identity import identify
+from roomchat.adapters.http.security import browser_safety
 from roomchat.adapters.http.sse import EventStream, resume_id
 from roomchat.core import BackendUnavailable, Manager, ValidationError, validation
 from roomchat.core.identity import Identity
@@ -149,4 +150,5 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         exception_handlers={**EXCEPTION_HANDLERS, HTTPException: http_error},
+        middleware=[browser_safety(settings, streams=("/stream/",))],
     )
