@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,24 +70,22 @@ async def test_without_a_token_every_room_route_is_401_and_the_public_ones_answe
 
 @pytest.mark.parametrize(
     "bad",
-    [
-        pytest.param(
-            jwt.encode({"sub": "ann"}, "another-secret-of-at-least-32-bytes", "HS256"), id="other-key"
-        ),
-        pytest.param(jwt.encode({"sub": "ann"}, None, algorithm="none"), id="alg-none"),
-        pytest.param(token(exp=int(time.time()) - 120), id="expired"),
-        pytest.param(token(nbf=int(time.time()) + 120), id="not-yet"),
-        pytest.param(jwt.encode({"exp": int(time.time()) + 60}, SECRET, "HS256"), id="no-sub"),
-        pytest.param(token(sub="\u200b"), id="invisible-sub"),
-        pytest.param(token(rooms=["bad room!"]), id="bad-pattern"),
-        pytest.param("not.a.token", id="garbage"),
+    [  # made when the test runs: times are relative to now
+        pytest.param(lambda: jwt.encode({"sub": "ann"}, "another-secret-of-32-bytes-or-more"), id="key"),
+        pytest.param(lambda: jwt.encode({"sub": "ann"}, None, algorithm="none"), id="alg-none"),
+        pytest.param(lambda: token(exp=int(time.time()) - 120), id="expired"),
+        pytest.param(lambda: token(nbf=int(time.time()) + 120), id="not-yet"),
+        pytest.param(lambda: jwt.encode({"exp": int(time.time()) + 60}, SECRET, "HS256"), id="no-sub"),
+        pytest.param(lambda: token(sub="\u200b"), id="invisible-sub"),
+        pytest.param(lambda: token(rooms=["bad room!"]), id="bad-pattern"),
+        pytest.param(lambda: "not.a.token", id="garbage"),
     ],
 )
 async def test_a_bad_token_is_401_and_stores_nothing(
-    server: Running, client: httpx.AsyncClient, bad: str
+    server: Running, client: httpx.AsyncClient, bad: Callable[[], str]
 ) -> None:
     base = server.url()
-    r = await client.post(f"{base}/api/room/lobby", json={"text": "forged"}, headers=bearer(bad))
+    r = await client.post(f"{base}/api/room/lobby", json={"text": "forged"}, headers=bearer(bad()))
     assert r.status_code == 401, r.text
     assert "Bearer" in r.headers["www-authenticate"]
     assert (await server.service.history("lobby", identity=server.service.identify(token()))) == []
