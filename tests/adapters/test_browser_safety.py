@@ -264,3 +264,22 @@ async def test_invisible_and_bidirectional_names_are_422_on_every_http_route(
     r = await client.post(f"{server.url()}/api/room/names", json={"userId": "ann", "text": f"say {name}"})
     assert r.status_code == 201, r.text
     assert await _stored(server, "names") == [f"say {name}"]
+
+
+async def test_a_websocket_handshake_from_another_origin_is_refused_before_the_app() -> None:
+    reached: list[str] = []
+    sent: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["path"])
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    safety = BrowserSafety(app, cors_origins=(FRIEND,))
+    for name, value in ((b"origin", EVIL), (b"origin", FRIEND), (b"origin", "http://h"), (b"x-none", "")):
+        headers = [(b"host", b"h"), (name, value.encode())]
+        scope = {"type": "websocket", "path": f"/ws/{value}", "headers": headers, "scheme": "ws"}
+        await safety(scope, None, send)
+    assert sent == [{"type": "websocket.close", "code": 1008}]  # the server answers the handshake 403
+    assert reached == [f"/ws/{FRIEND}", "/ws/http://h", "/ws/"]

@@ -307,6 +307,22 @@ async def test_without_a_token_the_page_says_one_is_needed(
         await expect(page.locator(".rooms")).to_have_count(0)
 
 
+async def test_with_anonymous_read_the_page_shows_the_room_but_posts_need_a_token(
+    browser: Browser, client: httpx.AsyncClient
+) -> None:
+    settings = ServiceSettings(auth=JwtAuthenticator(SECRET, anonymous_read=True))
+    async with serve("html", service_settings=settings) as server:
+        await post_as(client, server, "team", "bob", "open plans")
+        page = await (await browser.new_context()).new_page()
+        await page.goto(f"{server.url('html')}/room/team")
+        await expect(page.locator("#status")).to_have_text("Connected")
+        await expect(texts(page)).to_have_text(["open plans"])
+        await expect(page.locator("#token-needed")).to_be_visible()
+        await expect(page.locator("#text")).to_be_disabled()
+        await post_as(client, server, "team", "bob", "live")
+        await expect(texts(page)).to_have_text(["open plans", "live"])
+
+
 async def test_an_expired_or_too_narrow_token_is_said_plainly(browser: Browser) -> None:
     async with jwt_server() as server:
         base = server.url("html")
@@ -321,3 +337,11 @@ async def test_an_expired_or_too_narrow_token_is_said_plainly(browser: Browser) 
         await page.goto(f"{base}/room/team#token={token('ann', rooms=['other-*'])}")
         await expect(page.locator("#error")).to_have_text("Your token does not open this room.")
         await expect(page.locator("#text")).to_be_disabled()
+
+        # A fresh link opened in the same tab carries on.
+        await page.goto(f"{base}/room/team#token={token('bob')}")
+        await expect(page.locator("#status")).to_have_text("Connected")
+        await expect(page.locator("#name")).to_have_value("bob")
+        await expect(page.locator("#error")).to_be_empty()
+        await say(page, "back again")
+        await expect(texts(page)).to_have_text(["back again"])

@@ -249,10 +249,20 @@
       if (source) source.close();
       clearInterval(pollTimer);
       setState("stopped", reason ? "Stopped" : "Needs a token");
+      closeComposer();
+      if (reason) showError(reason);
+    }
+
+    function closeComposer() {
       textField.disabled = true;
       sendButton.disabled = true;
-      if (tokenNeeded && !reason) tokenNeeded.hidden = false;
-      if (reason) showError(reason);
+    }
+
+    // No token under --auth jwt: say so; the room may still be readable (--anonymous-read).
+    function withoutToken() {
+      if (tokenNeeded) tokenNeeded.hidden = false;
+      closeComposer();
+      connectIfAllowed();
     }
 
     function headers() {
@@ -370,7 +380,7 @@
 
     toBottom();
     (nameField.value ? textField : nameField).focus();
-    if (byToken && !token) connectIfAllowed(); // with --anonymous-read the room can still be read
+    if (byToken && !token) withoutToken();
     else connect();
   }
 })();
