@@ -40,7 +40,7 @@ CSP = (
 )
 _EVERY_RESPONSE = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
 _HTML_RESPONSE = [(b"content-security-policy", CSP.encode()), (b"x-frame-options", b"DENY")]
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_READS = frozenset({"GET", "HEAD"})
 ALLOWED_METHODS = "GET, POST, DELETE"
 ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key, Last-Event-ID"
 EXPOSED_HEADERS = "Retry-After, Idempotent-Replayed, WWW-Authenticate"
@@ -102,16 +102,22 @@ class BrowserSafety:
                 return _refuse_websocket(send)
             return self.app(scope, receive, send)
         method = scope["method"]
+        cors = seen.origin if allowed else None
+        if method in _READS:
+            if cors is None and scope["path"].startswith(self.streams):
+                return self.app(scope, receive, send)  # the fast path: nothing between the stream and uvicorn
+            return self.app(scope, receive, _with_headers(send, cors))  # a page, perhaps: the headers
         if method == "OPTIONS" and seen.preflight:
-            if allowed:
-                return _preflight(seen.origin or "", send)
+            if cors is not None:
+                return _preflight(cors, send)
             return _refuse(scope, receive, send, f"cross-origin requests from {seen.origin} are not allowed")
-        if method not in _SAFE_METHODS and not allowed and self._cross_origin(scope, seen):
+        if cors is None and method != "OPTIONS" and self._cross_origin(scope, seen):
             what = f"cross-origin {method} from {seen.origin or 'another site'} refused"
             return _refuse(scope, receive, send, f"{what}: allow that origin with --cors-origin")
-        if not allowed and scope["path"].startswith(self.streams):
-            return self.app(scope, receive, send)  # the fast path: nothing between the stream and uvicorn
-        return self.app(scope, receive, _with_headers(send, seen.origin if allowed else None))
+        if cors is not None:
+            return self.app(scope, receive, _with_headers(send, cors))
+        # A write answers JSON or a redirect, never a page: posts, the hot path, pass straight through.
+        return self.app(scope, receive, send)
 
     def _cross_origin(self, scope: Scope, seen: _Headers) -> bool:
         """Whether a browser sent this from another origin: by `Sec-Fetch-Site`, else by `Origin`."""
@@ -141,43 +147,39 @@ class BrowserSafety:
 
 
 class _Headers:
-    """The few request headers browser safety reads, found in one pass."""
+    """The few request headers browser safety reads (a dict built in C: this runs on every request)."""
 
-    __slots__ = ("fetch_site", "forwarded_proto", "host", "origin", "preflight")
+    __slots__ = ("_headers", "fetch_site", "origin", "preflight")
 
     def __init__(self, scope: Scope) -> None:
-        self.origin: str | None = None
-        self.fetch_site: str | None = None
-        self.host = ""
-        self.forwarded_proto: str | None = None
-        self.preflight = False
-        for name, value in scope["headers"]:
-            if name == b"origin":
-                self.origin = value.decode("latin-1").strip().lower()
-            elif name == b"sec-fetch-site":
-                self.fetch_site = value.decode("latin-1").strip().lower()
-            elif name == b"host":
-                self.host = value.decode("latin-1").strip().lower()
-            elif name == b"x-forwarded-proto":
-                self.forwarded_proto = value.decode("latin-1").split(",")[0].strip().lower()
-            elif name == b"access-control-request-method":
-                self.preflight = True
+        self._headers: dict[bytes, bytes] = dict(scope["headers"])
+        self.origin = self._get(b"origin")
+        self.fetch_site = self._get(b"sec-fetch-site")
+        self.preflight = b"access-control-request-method" in self._headers
+
+    def _get(self, name: bytes) -> str | None:
+        value = self._headers.get(name)
+        return None if value is None else value.decode("latin-1").strip().lower()
+
+    @property
+    def host(self) -> str:
+        return self._get(b"host") or ""
+
+    @property
+    def forwarded_proto(self) -> str | None:
+        proto = self._get(b"x-forwarded-proto")
+        return None if proto is None else proto.split(",")[0].strip()
 
 
 def _with_headers(send: Send, cors_origin: str | None) -> Send:
     """`send` adding the security headers (and CORS ones for an allowed origin) to the response."""
+    added = _EVERY_RESPONSE if cors_origin is None else _EVERY_RESPONSE + _cors(cors_origin)
 
     async def sending(message: Message) -> None:
         if message["type"] == "http.response.start":
-            headers = list(message.get("headers", ()))
-            present = {name.lower(): value for name, value in headers}
-            extra = list(_EVERY_RESPONSE)
-            if present.get(b"content-type", b"").startswith(b"text/html"):
-                extra += _HTML_RESPONSE
-            if cors_origin is not None:
-                extra += _cors(cors_origin)
-            headers += [(name, value) for name, value in extra if name not in present]
-            message = {**message, "headers": headers}
+            headers = message.get("headers", ())
+            page = any(name == b"content-type" and value.startswith(b"text/html") for name, value in headers)
+            message["headers"] = [*headers, *added, *_HTML_RESPONSE] if page else [*headers, *added]
         await send(message)
 
     return sending
