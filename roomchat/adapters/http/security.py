@@ -9,11 +9,12 @@ its routes:
   no preflight, so without this any page could post as its visitor;
 - CORS headers and preflight answers only for the allowed origins;
 - every HTML response gets the strict Content-Security-Policy, and every
-  response `nosniff` and `no-referrer`.
+  answer to a read `nosniff` and `no-referrer`.
 
 A request without `Origin` (curl, scripts, the Go clients) is never refused.
-Event streams are passed through untouched (their `send` is not wrapped), so
-the SSE fast path, which writes beneath ASGI, costs nothing more per message.
+Event streams and posts are passed through untouched (their `send` is not
+wrapped): the SSE fast path, which writes beneath ASGI, costs nothing more per
+message, and a post only the look-up of two headers.
 """
 
 from __future__ import annotations
