@@ -245,6 +245,7 @@
 
     // No token, or one that no longer works: say so and stop (the page keeps what it shows).
     function stop(reason) {
+      clearTimeout(retryTimer);
       retryTimer = 0;
       if (source) source.close();
       clearInterval(pollTimer);
