@@ -99,9 +99,7 @@ class MemoryBackend:
         kept = list(room)
         return Replay(kept, False, kept[0].id if kept else None)
 
-    async def history(
-        self, room_id: str, limit: int, after: str | None, before: str | None
-    ) -> list[Message]:
+    async def history(self, room_id: str, limit: int, after: str | None, before: str | None) -> list[Message]:
         room = list(self._rooms.get(room_id, ()))
         if after is not None:
             floor = id_key(after) or (0, 0)

@@ -87,6 +87,11 @@ class SqliteBackend:
             os.close(self._lock)  # and with it the lock
             self._lock = None
 
+    @property
+    def commits(self) -> int:
+        """Transactions committed since start (group commit: several posts share one)."""
+        return self._writer.commits if self._writer is not None else 0
+
     async def ping(self) -> bool:
         return self._writer is not None and self._writer.alive
 

@@ -64,6 +64,7 @@ class Writer:
         floor = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         self._ids = IdSequence(clock, (floor.get("last_ms", 0), floor.get("last_seq", 0)))
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self.commits = 0  # transactions committed: under load, far fewer than posts
         self._thread = threading.Thread(target=self._run, name="roomchat-sqlite-writer", daemon=True)
 
     def start(self) -> None:
@@ -116,6 +117,7 @@ class Writer:
                 last = (("last_ms", ms), ("last_seq", seq))
                 self._conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", last)
             self._conn.execute("COMMIT")
+            self.commits += 1
         except sqlite3.Error as exc:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
