@@ -35,6 +35,9 @@ def bench(
         None
     ),
     pin: Annotated[bool, typer.Option(help="Server on the first core, the client on the others.")] = False,
+    backend: Annotated[
+        str | None, typer.Option(help="--backend of the server it starts (memory, sqlite:///PATH...).")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the figures as JSON, not a table.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
 ) -> None:
@@ -47,10 +50,13 @@ def bench(
         raise typer.BadParameter(f"--transport must be one of {', '.join(CLIENTS)}")
     if pid is not None and url is None:
         raise typer.BadParameter("--pid goes with --url")
+    if backend is not None and url is not None:
+        raise typer.BadParameter("--backend is for the server the bench starts, not one at --url")
     plan = Plan(
         transport=transport, listeners=listeners, messages=messages, rate=rate, publishers=publishers,
         size=size, stalled=stalled, workers=workers, drain=drain, url=url, pid=pid, post_path=post_path,
         stream_path=stream_path, text_field=text_field, server_args=tuple(server_arg or ()), pin=pin,
+        backend=backend,
     )
     try:
         with _Bar(progress) as show:

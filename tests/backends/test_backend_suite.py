@@ -9,12 +9,13 @@ import pytest
 from roomchat.testing.backend_suite import BackendCase, BackendSuite
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "sqlite-full", "redis"])
 def backend_case(request: pytest.FixtureRequest, tmp_path: Path) -> BackendCase:
     if request.param == "memory":
         return BackendCase("memory")
-    if request.param == "sqlite":
-        return BackendCase(f"sqlite:///{tmp_path}/chat.db", survives_restart=True)
+    if request.param.startswith("sqlite"):
+        sync = "?sync=full" if request.param == "sqlite-full" else ""
+        return BackendCase(f"sqlite:///{tmp_path}/chat.db{sync}", survives_restart=True)
     redis = request.getfixturevalue("redis")
     return BackendCase(redis.url, survives_restart=True, cut=redis.kill, restore=redis.start)
 

@@ -107,8 +107,10 @@ async def test_a_file_in_use_by_another_process_is_refused(tmp_path: Path) -> No
     [
         ("sqlite://chat.db", "takes sqlite:///PATH"),
         ("sqlite:///", "takes sqlite:///PATH"),
-        ("sqlite:///chat.db?mode=ro", "takes no options"),
-        ("sqlite:///:memory:", "keeps nothing"),
+        ("sqlite:///?sync=full", "needs a file"),
+        ("sqlite:///chat.db?mode=ro", "takes only"),
+        ("sqlite:///chat.db?sync=off", "takes only"),
+        ("sqlite:///:memory:", "needs a file"),
     ],
 )
 def test_a_malformed_url_is_refused_before_opening(url: str, error: str) -> None:
@@ -119,9 +121,9 @@ def test_a_malformed_url_is_refused_before_opening(url: str, error: str) -> None
 def test_a_relative_path_is_relative_and_four_slashes_are_absolute() -> None:
     from roomchat.backends.sqlite.store import path_of
 
-    assert path_of("sqlite:///chat.db") == "chat.db"
-    assert path_of("sqlite:////var/lib/roomchat/chat.db") == "/var/lib/roomchat/chat.db"
-    assert path_of("sqlite:///my%20chat.db") == "my chat.db"
+    assert path_of("sqlite:///chat.db") == ("chat.db", "normal")
+    assert path_of("sqlite:////var/lib/roomchat/chat.db?sync=full") == ("/var/lib/roomchat/chat.db", "full")
+    assert path_of("sqlite:///my%20chat.db") == ("my chat.db", "normal")
 
 
 async def test_posts_in_a_closed_backend_are_unavailable(tmp_path: Path) -> None:

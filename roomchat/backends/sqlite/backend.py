@@ -34,7 +34,7 @@ class SqliteBackend:
         settings = settings or BackendSettings()
         if settings.history < 1:
             raise ValueError("history must be at least 1")
-        self._path = path_of(url)
+        self._path, self._sync = path_of(url)
         self._settings = settings
         self._clock = clock
         self._buckets = TokenBuckets()
@@ -66,7 +66,7 @@ class SqliteBackend:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise OSError("another roomchat process is using it") from None
-        conn = connect(self._path)
+        conn = connect(self._path, self._sync)
         conn.executescript(SCHEMA)
         s = self._settings
         writer = Writer(conn, loop, self._done, history=s.history, max_rooms=s.max_rooms, clock=self._clock)

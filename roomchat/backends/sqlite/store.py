@@ -31,28 +31,39 @@ _MAX = 2**63 - 1  # SQLite's largest integer: a larger id part is clamped to it
 _COLUMNS = "ms, seq, user_id, text, time_ms"
 
 
-def path_of(url: str) -> str:
-    """`sqlite:///chat.db` -> `chat.db`, `sqlite:////var/lib/chat.db` -> `/var/lib/chat.db`
-    (SQLAlchemy's convention); ValueError for anything else."""
+SYNC_MODES = ("normal", "full")
+
+
+def path_of(url: str) -> tuple[str, str]:
+    """`sqlite:///chat.db` -> (`chat.db`, `normal`); `sqlite:////var/lib/chat.db?sync=full`
+    -> (`/var/lib/chat.db`, `full`) (SQLAlchemy's slashes); ValueError for anything else."""
     scheme, sep, rest = url.partition("://")
     if scheme != "sqlite" or not sep or not rest.startswith("/") or rest == "/":
         raise ValueError(f"the sqlite backend takes sqlite:///PATH, got {url!r}")
     path, _, query = rest[1:].partition("?")
+    sync = "normal"
     if query:
-        raise ValueError(f"the sqlite backend takes no options, got {query!r} in {url!r}")
-    if path == ":memory:":
-        raise ValueError("sqlite:///:memory: keeps nothing: use --backend memory")
-    return unquote(path)
+        name, _, value = query.partition("=")
+        if name != "sync" or value not in SYNC_MODES:
+            raise ValueError(f"the sqlite backend takes only ?sync=normal or ?sync=full, got {query!r}")
+        sync = value
+    if path in ("", ":memory:"):
+        raise ValueError("the sqlite backend needs a file: sqlite:///PATH (--backend memory keeps nothing)")
+    return unquote(path), sync
 
 
-def connect(path: str) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit), WAL, full sync.
+def connect(path: str, sync: str = "normal") -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), in WAL mode.
 
-    Each connection is used by one thread at a time, but may be opened in another.
+    `normal`: a commit is in the WAL file before the post is answered, so it
+    survives the process being killed (the contract's crash); `full` also
+    waits for the disk (fsync) at every commit, so it survives power loss too,
+    at about one disk flush per group of posts. Each connection is used by one
+    thread at a time, but may be opened in another.
     """
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, not only kill -9
+    conn.execute(f"PRAGMA synchronous={sync.upper()}")
     return conn
 
 
