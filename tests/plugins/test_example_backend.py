@@ -5,6 +5,7 @@ author runs it, and serving through `roomchat serve --backend ring://`."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from roomchat.backends.registry import available
 from tests.support import roomchat_process
 
 ROOT = Path(__file__).parent.parent.parent
@@ -67,3 +69,24 @@ async def test_serve_uses_it_by_url_scheme(installed: tuple[Path, dict[str, str]
             assert page == [posted["message"]]
             assert (await http.get(f"{url}/api/rooms")).json()["rooms"][0]["roomId"] == "lobby"
         assert server.terminate() == 0
+
+
+def test_the_backend_guide_quotes_real_code_and_names_every_built_in_backend() -> None:
+    guide = (ROOT / "docs" / "backends.md").read_text()
+    sources = {
+        "python": [
+            EXAMPLE / "roomchat_ring" / "__init__.py",
+            EXAMPLE / "tests" / "test_ring.py",
+            ROOT / "roomchat" / "core" / "ports.py",
+        ],
+        "toml": [EXAMPLE / "pyproject.toml", ROOT / "pyproject.toml"],
+    }
+    blocks = re.findall(r"```(python|toml)\n(.*?)```", guide, re.S)
+    assert len(blocks) >= 5
+    for language, block in blocks:
+        assert any(block in path.read_text() for path in sources[language]), (
+            f"docs/backends.md quotes code that is not in the sources:\n{block}"
+        )
+    for scheme, entry in available().items():
+        if entry.distribution == "roomchat":
+            assert f"`{scheme}" in guide, f"backend {scheme!r} is not in docs/backends.md"
