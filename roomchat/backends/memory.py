@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from itertools import islice
 
 from sortedcontainers import SortedList
@@ -46,7 +46,9 @@ class MemoryBackend:
         self._bytes = 0
         self._buckets = TokenBuckets()
         # Least recently active first: where history_bytes drops messages from.
-        self._rooms: OrderedDict[str, deque[Message]] = OrderedDict()
+        # Each room's history is a list, not a deque: a deque takes a 64-slot
+        # block (over 500 bytes, from malloc) even for one message.
+        self._rooms: OrderedDict[str, list[Message]] = OrderedDict()
         self._peak_rooms = 0
         self._index: SortedList[str] = SortedList()  # room ids in order: pages without a sort
         self._subscribed: set[str] = set()
@@ -64,7 +66,7 @@ class MemoryBackend:
         if room is None:
             if self._max_rooms and len(self._rooms) >= self._max_rooms:
                 raise Overloaded("too many rooms")
-            room = self._rooms[room_id] = deque()
+            room = self._rooms[room_id] = []
             self._index.add(room_id)
             self._peak_rooms = max(self._peak_rooms, len(self._rooms))
         else:
@@ -72,7 +74,7 @@ class MemoryBackend:
         (ms, seq), now = self._ids.next()
         message = Message(f"{ms}-{seq}", room_id, user_id, text, format_time(now))
         if len(room) >= self._history:
-            self._bytes -= message_cost(room.popleft())
+            self._bytes -= message_cost(room.pop(0))  # moves `history` pointers: cheap next to a post
         room.append(message)
         self._bytes += message_cost(message)
         if self._budget and self._bytes > self._budget:
@@ -85,22 +87,24 @@ class MemoryBackend:
         """Drop the oldest messages of the least recently active rooms until under budget."""
         while self._bytes > self._budget and self._rooms:
             room_id, room = next(iter(self._rooms.items()))
-            while room and self._bytes > self._budget and room[0] is not keep:
-                self._bytes -= message_cost(room.popleft())
+            drop = 0
+            while drop < len(room) and self._bytes > self._budget and room[drop] is not keep:
+                self._bytes -= message_cost(room[drop])
+                drop += 1
+            del room[:drop]
             if room:
                 return  # only `keep` is left: the newest message always stays
             self._forget(room_id)
 
     async def replay(self, room_id: str, after: str) -> Replay:
-        room = self._rooms.get(room_id, ())
+        room = self._rooms.get(room_id, [])
         for index in range(len(room) - 1, -1, -1):
             if room[index].id == after:
-                return Replay([room[i] for i in range(index + 1, len(room))], True)
-        kept = list(room)
-        return Replay(kept, False, kept[0].id if kept else None)
+                return Replay(room[index + 1 :], True)
+        return Replay(room[:], False, room[0].id if room else None)
 
     async def history(self, room_id: str, limit: int, after: str | None, before: str | None) -> list[Message]:
-        room = list(self._rooms.get(room_id, ()))
+        room = self._rooms.get(room_id, [])
         if after is not None:
             floor = id_key(after) or (0, 0)
             return [m for m in room if m.key > floor][:limit]
