@@ -125,11 +125,14 @@ def _parse_ports(values: list[str], names: list[str]) -> dict[str, int]:
     for value in values:
         for item in value.split(","):
             name, sep, number = item.partition("=")
-            if not sep or not validation.is_whole_number(number) or int(number) > 65535:
+            if not sep or not validation.is_whole_number(number):
                 raise typer.BadParameter(f"--port takes NAME=PORT, got {item!r}")
+            port = validation.bounded_whole_number(number, 65535)
+            if port is None:
+                raise typer.BadParameter(f"--port {item!r}: the port must be from 0 to 65535")
             if name not in names:
                 raise typer.BadParameter(f"--port names {name!r}, which is not being served")
-            ports[name] = int(number)
+            ports[name] = port
     return ports
 
 

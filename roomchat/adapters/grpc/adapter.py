@@ -75,7 +75,7 @@ class GrpcAdapter:
         }
         for key, value in self.settings.options.items():
             if key.startswith("grpc."):
-                options[key] = int(value) if validation.is_whole_number(value.removeprefix("-")) else value
+                options[key] = _channel_argument(key, value)
         return list(options.items())
 
     def _bind(self, server: grpc.aio.Server) -> int:
@@ -96,6 +96,17 @@ class GrpcAdapter:
     def _credentials(self) -> grpc.ServerCredentials:
         cert, key = self.settings.tls_files()
         return grpc.ssl_server_credentials([(key, cert)])
+
+
+def _channel_argument(key: str, value: str) -> int | str:
+    """A number where the value is one (gRPC's are C ints, so bounded before `int` reads it)."""
+    digits = value.removeprefix("-")
+    if not validation.is_whole_number(digits):
+        return value
+    number = validation.bounded_whole_number(digits, 2**31 - 1)
+    if number is None:
+        raise ValueError(f"{key} must be at most {2**31 - 1}")
+    return -number if value.startswith("-") else number
 
 
 def _probe(host: str, port: int, address: str) -> None:

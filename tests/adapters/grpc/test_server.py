@@ -203,3 +203,14 @@ async def test_a_request_over_64_kib_is_resource_exhausted() -> None:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.PostToRoom(pb.Message(userId="a", roomId="r", text="x" * (65 * 1024)))
         assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_a_numeric_channel_argument_is_bounded_before_it_is_read() -> None:
+    def options(value: str) -> dict[str, int | str]:
+        adapter = GrpcAdapter(build_service(ServiceSettings()), AdapterSettings(options={"grpc.x": value}))
+        return dict(adapter.options())
+
+    assert options("-5")["grpc.x"] == -5
+    assert options("abc")["grpc.x"] == "abc"
+    with pytest.raises(ValueError, match=r"grpc\.x must be at most 2147483647"):
+        options("9" * 4301)
