@@ -83,7 +83,7 @@ def serve(
 ) -> None:
     """Serve the chosen adapters (all of them by default) in one process."""
     found = available()
-    names = sorted(found) if all_ or not adapter else list(dict.fromkeys(adapter))
+    names = sorted(found) if all_ or not adapter else list(dict.fromkeys(comma_list(adapter)))
     unknown = [n for n in names if n not in found]
     if unknown:
         raise typer.BadParameter(f"unknown adapter {unknown[0]!r}; installed: {', '.join(sorted(found))}")
@@ -118,6 +118,12 @@ def serve(
         run_forever(service, adapters)
     except (StartupError, BackendUnavailable) as exc:
         _fail(str(exc))
+
+
+def comma_list(values: list[str]) -> list[str]:
+    """A repeatable option's values, each of which may be a comma-separated list
+    (as the environment gives them: `ROOMCHAT_ADAPTER=rest,grpc`)."""
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
 
 
 def _parse_ports(values: list[str], names: list[str]) -> dict[str, int]:

@@ -103,6 +103,36 @@ def test_port_in_use_is_one_clear_line() -> None:
         _one_line_error(both, "html", "in use")
 
 
+def _ports(ports: dict[str, object]) -> str:
+    return ",".join(f"{name}={port}" for name, port in ports.items())
+
+
+def test_a_second_server_is_one_line_naming_every_address_and_says_nothing_is_listening() -> None:
+    env = {"ROOMCHAT_ADAPTER": "grpc,html,rest"}  # a comma list, as --port takes
+    any_port = _ports(dict.fromkeys(["grpc", "html", "rest"], 0))
+    with roomchat_process("--port", any_port, expect=3, env=env) as first:
+        taken = {name: url.rsplit(":", 1)[1] for name, url in first.urls.items()}
+        second = run_cli("serve", "--port", _ports(taken), env=env)
+        assert first.terminate() == 0
+    in_use = [f"{name} cannot listen on 127.0.0.1:{port}: address already in use"
+              for name, port in taken.items()]
+    _one_line_error(second, *in_use)
+    assert "never retrieved" not in second.stderr
+    assert "listening" not in second.stdout
+
+
+@pytest.mark.parametrize("busy", ["rest", "grpc"])
+def test_no_adapter_says_listening_when_another_cannot_bind(busy: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"grpc": 0, "html": 0, "rest": 0, busy: port}
+        out = run_cli("serve", "--adapter", "grpc,html,rest", "--port", _ports(ports))
+    _one_line_error(out, f"{busy} cannot listen on 127.0.0.1:{port}")
+    assert "listening" not in out.stdout
+
+
 @pytest.mark.parametrize("adapter", ["rest", "grpc"])
 def test_a_missing_tls_file_is_named(adapter: str) -> None:
     tls = ["--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"]
