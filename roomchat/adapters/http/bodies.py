@@ -69,7 +69,9 @@ def messages_page(messages: list[Message]) -> Response:
 
 
 def text_field(body: dict[str, object]) -> object:
-    """`text`, or the Go server's `data` in its place."""
+    """`text`, or the Go server's `data` in its place; a `data` beside `text` must still be a string."""
+    if "data" in body and not isinstance(body["data"], str):
+        raise ValidationError("data", "data must be a string (the text, in the Go server's field)")
     return body["text"] if "text" in body else body.get("data")
 
 
