@@ -12,7 +12,7 @@ try:  # typer vendors click since 0.2x; older releases use click itself
 except ImportError:  # pragma: no cover
     from click import exceptions as click_errors  # type: ignore[no-redef]
 
-from roomchat import __version__, logs
+from roomchat import __version__, logs, startup
 from roomchat.adapters import Adapter, AdapterSettings
 from roomchat.adapters.registry import AdapterEntry, available
 from roomchat.bench.command import bench
@@ -27,6 +27,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", is_eager=True, callback=startup.print_version, help="Print the version."),
+    ] = None,
+) -> None:
+    """roomchat: a realtime chat server with rooms, history and pluggable transports."""
 
 
 def _env(name: str) -> str:
@@ -114,6 +124,8 @@ def serve(
             adapters[name] = factory(service, settings)
         except Exception as exc:
             _fail(f"adapter {name!r} failed to start: {exc}")
+    startup.announce_choice(names, "--adapter" if adapter and not all_ else "--all" if all_ else None)
+    startup.log_settings(backend, history=history, max_text=max_text, buffer=buffer, keepalive=keepalive)
     try:
         run_forever(service, adapters)
     except (StartupError, BackendUnavailable) as exc:
@@ -168,6 +180,7 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 def main() -> None:
     """Entry point: usage errors are one line on stderr, never a traceback."""
     command = typer.main.get_command(app)
+    startup.show_placeholders(command)
     try:
         code = command.main(prog_name="roomchat", standalone_mode=False)
     except typer.Exit as exc:

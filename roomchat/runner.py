@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 from collections.abc import Callable, Mapping
@@ -18,8 +19,12 @@ class StartupError(Exception):
     """A clear, one-line reason the server could not start."""
 
 
+log = logging.getLogger("roomchat")
+
+
 def announce(name: str, url: str) -> None:
     print(f"roomchat: {name} listening on {url}", flush=True)
+    log.debug("%s listening on %s", name, url)  # the same, in the log's format (--log-json)
 
 
 async def run(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -13,6 +15,7 @@ import time
 import httpx
 import pytest
 
+from roomchat import __version__
 from roomchat.adapters.registry import available
 from tests.support import RawStream, roomchat_process
 
@@ -161,3 +164,53 @@ def test_bare_roomchat_prints_its_help() -> None:
 )
 def test_bad_options_are_one_clear_line(args: list[str], word: str) -> None:
     _one_line_error(run_cli("serve", "--adapter", "rest", *args), word)
+
+
+@pytest.mark.parametrize("args", [["--version"], ["version"]])
+def test_the_version_both_ways(args: list[str]) -> None:
+    out = run_cli(*args)
+    assert (out.returncode, out.stdout, out.stderr) == (0, f"{__version__}\n", "")
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        ("serve", ["--adapter NAME", "--port NAME=PORT", "--backend URL", "--history N",
+                   "--keepalive SECONDS"]),
+        ("bench", ["--url URL", "-n, --listeners N", "--rate N", "--transport sse|grpc"]),
+    ],
+)
+def test_help_shows_placeholders_not_types(command: str, shown: list[str]) -> None:
+    out = run_cli(command, "--help")
+    assert out.returncode == 0
+    assert all(f"  {option} " in out.stdout for option in shown), out.stdout
+    assert not re.search(r"<[a-z]", out.stdout), out.stdout  # no `<int range>` or `<list[str]>`
+
+
+@pytest.mark.parametrize(
+    ("args", "why"),
+    [
+        ([], "all found; choose with --adapter NAME"),
+        (["--all"], "--all: every adapter found"),
+        (["--adapter", "rest"], "chosen with --adapter"),
+    ],
+)
+def test_it_says_which_adapters_it_serves_and_why_before_serving(args: list[str], why: str) -> None:
+    names = sorted(available()) if "rest" not in args else ["rest"]
+    ports = ",".join(f"{name}=0" for name in names)
+    with roomchat_process(*args, "--port", ports, expect=len(names)) as server:
+        assert server.said[0] == f"roomchat: serving {', '.join(names)} ({why})"
+        assert all(" listening on " in line for line in server.said[1:])
+        assert server.terminate() == 0
+
+
+def test_json_logs_at_debug_say_what_starts() -> None:
+    logging = ("--log-json", "--log-level", "debug")
+    with roomchat_process("--adapter", "rest", "--port", "rest=0", *logging) as server:
+        url = server.urls["rest"]
+        assert server.terminate() == 0
+        assert server.proc.stderr is not None
+        logged = [json.loads(line)["message"] for line in server.proc.stderr.read().splitlines()]
+    assert "roomchat 0.1.0 serving rest (chosen with --adapter)" in logged
+    assert "backend memory, history=1000 max-text=4096 buffer=1024 keepalive=15.0" in logged
+    assert f"rest listening on {url}" in logged
