@@ -93,7 +93,8 @@ def serve(
 ) -> None:
     """Serve the chosen adapters (all of them by default) in one process."""
     found = available()
-    names = sorted(found) if all_ or not adapter else list(dict.fromkeys(comma_list(adapter)))
+    chosen = comma_list(adapter or [])
+    names = sorted(found) if all_ or not chosen else list(dict.fromkeys(chosen))
     unknown = [n for n in names if n not in found]
     if unknown:
         raise typer.BadParameter(f"unknown adapter {unknown[0]!r}; installed: {', '.join(sorted(found))}")
@@ -124,7 +125,7 @@ def serve(
             adapters[name] = factory(service, settings)
         except Exception as exc:
             _fail(f"adapter {name!r} failed to start: {exc}")
-    startup.announce_choice(names, "--adapter" if adapter and not all_ else "--all" if all_ else None)
+    startup.announce_choice(names, "--all" if all_ else "--adapter" if chosen else None)
     startup.log_settings(backend, history=history, max_text=max_text, buffer=buffer, keepalive=keepalive)
     try:
         run_forever(service, adapters)

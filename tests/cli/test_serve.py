@@ -188,17 +188,20 @@ def test_help_shows_placeholders_not_types(command: str, shown: list[str]) -> No
 
 
 @pytest.mark.parametrize(
-    ("args", "why"),
+    ("args", "env", "why"),
     [
-        ([], "all found; choose with --adapter NAME"),
-        (["--all"], "--all: every adapter found"),
-        (["--adapter", "rest"], "chosen with --adapter"),
+        ([], {}, "all found; choose with --adapter NAME"),
+        ([], {"ROOMCHAT_ADAPTER": ","}, "all found; choose with --adapter NAME"),  # an empty list
+        (["--all"], {}, "--all: every adapter found"),
+        (["--adapter", "rest"], {}, "chosen with --adapter"),
     ],
 )
-def test_it_says_which_adapters_it_serves_and_why_before_serving(args: list[str], why: str) -> None:
+def test_it_says_which_adapters_it_serves_and_why_before_serving(
+    args: list[str], env: dict[str, str], why: str
+) -> None:
     names = sorted(available()) if "rest" not in args else ["rest"]
     ports = ",".join(f"{name}=0" for name in names)
-    with roomchat_process(*args, "--port", ports, expect=len(names)) as server:
+    with roomchat_process(*args, "--port", ports, expect=len(names), env=env) as server:
         assert server.said[0] == f"roomchat: serving {', '.join(names)} ({why})"
         assert all(" listening on " in line for line in server.said[1:])
         assert server.terminate() == 0
