@@ -35,6 +35,9 @@ def bench(
         None
     ),
     pin: Annotated[bool, typer.Option(help="Server on the first core, the client on the others.")] = False,
+    auth: Annotated[
+        str, typer.Option(metavar="none|jwt", help="jwt: the server checks a token per stream and post.")
+    ] = "none",
     json_out: Annotated[bool, typer.Option("--json", help="Print the figures as JSON, not a table.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
 ) -> None:
@@ -45,12 +48,17 @@ def bench(
 
     if transport not in CLIENTS:
         raise typer.BadParameter(f"--transport must be one of {', '.join(CLIENTS)}")
+    if auth not in ("none", "jwt"):
+        raise typer.BadParameter("--auth must be none or jwt")
+    if auth == "jwt" and url is not None:
+        raise typer.BadParameter("--auth jwt benches a server it starts (it holds the secret); drop --url")
     if pid is not None and url is None:
         raise typer.BadParameter("--pid goes with --url")
     plan = Plan(
         transport=transport, listeners=listeners, messages=messages, rate=rate, publishers=publishers,
         size=size, stalled=stalled, workers=workers, drain=drain, url=url, pid=pid, post_path=post_path,
         stream_path=stream_path, text_field=text_field, server_args=tuple(server_arg or ()), pin=pin,
+        auth=auth,
     )
     try:
         with _Bar(progress) as show:

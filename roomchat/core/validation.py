@@ -27,8 +27,10 @@ def room_id(value: object) -> str:
 
 
 def user_id(value: object) -> str:
+    if value is None:
+        raise ValidationError("userId", "userId is required")
     if not isinstance(value, str):
-        raise ValidationError("userId", "userId is required and must be a string")
+        raise ValidationError("userId", "userId must be a string")
     trimmed = value.strip()
     if not 1 <= len(trimmed) <= MAX_ID:
         raise ValidationError("userId", "userId must be 1-64 characters after trimming")
