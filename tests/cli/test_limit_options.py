@@ -40,6 +40,7 @@ def test_history_bytes_refuses_what_is_not_a_size(value: str) -> None:
     [
         (["--rate", "-1"], "--rate"),
         (["--rate", "fast"], "--rate"),
+        (["--rate", "inf"], "--rate takes a number"),
         (["--max-streams", "lots"], "--max-streams takes auto or a whole number"),
         (["--max-streams-per-ip", "-2"], "--max-streams-per-ip"),
         (["--trust-proxy", "10.0.0.0/33"], "--trust-proxy takes an IP address or CIDR"),
