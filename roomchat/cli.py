@@ -19,13 +19,15 @@ except ImportError:  # pragma: no cover
 from roomchat import __version__, logs
 from roomchat.adapters import Adapter, AdapterSettings
 from roomchat.adapters.http.identity import trusted_networks
-from roomchat.adapters.registry import AdapterEntry, available
+from roomchat.adapters.registry import available
+from roomchat.backends import registry as backend_registry
 from roomchat.bench.command import bench
 from roomchat.bootstrap import ServiceSettings, build_service
 from roomchat.core import BackendUnavailable, ValidationError, validation
 from roomchat.core.identity import Authenticator, OpenAuthenticator
 from roomchat.core.limits import Limits
 from roomchat.descriptors import Budget, raise_open_file_limit
+from roomchat.plugins import listing
 from roomchat.runner import StartupError, run_forever
 from roomchat.tokens import JwtAuthenticator, mint
 
@@ -57,7 +59,12 @@ def serve(
         typer.Option("--port", envvar=_env("PORT"), help="NAME=PORT (repeatable); 0 picks a free port."),
     ] = None,
     backend: Annotated[
-        str, typer.Option(envvar=_env("BACKEND"), help="memory or redis://HOST:PORT/DB")
+        str,
+        typer.Option(
+            envvar=_env("BACKEND"),
+            help="memory, sqlite:///PATH (history survives a restart) or redis://HOST:PORT/DB; "
+            "see `roomchat backends`.",
+        ),
     ] = "memory",
     history: Annotated[
         int, typer.Option(envvar=_env("HISTORY"), min=1, help="Messages kept per room.")
@@ -321,10 +328,15 @@ def _parse_ports(values: list[str], names: list[str]) -> dict[str, int]:
 @app.command()
 def adapters() -> None:
     """List every adapter found: name, distribution and version."""
-    found: dict[str, AdapterEntry] = available()
-    width = max((len(n) for n in found), default=4)
-    for entry in found.values():
-        print(f"{entry.name:<{width}}  {entry.distribution} {entry.version}")
+    for row in listing(dict(available())):
+        print(row)
+
+
+@app.command()
+def backends() -> None:
+    """List every backend found, by URL scheme: scheme, distribution and version."""
+    for row in listing(dict(backend_registry.available())):
+        print(row)
 
 
 app.command()(bench)

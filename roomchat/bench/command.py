@@ -38,6 +38,9 @@ def bench(
     auth: Annotated[
         str, typer.Option(metavar="none|jwt", help="jwt: the server checks a token per stream and post.")
     ] = "none",
+    backend: Annotated[
+        str | None, typer.Option(help="--backend of the server it starts (memory, sqlite:///PATH...).")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the figures as JSON, not a table.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
 ) -> None:
@@ -54,11 +57,14 @@ def bench(
         raise typer.BadParameter("--auth jwt benches a server it starts (it holds the secret); drop --url")
     if pid is not None and url is None:
         raise typer.BadParameter("--pid goes with --url")
+    if backend is not None and url is not None:
+        raise typer.BadParameter("--backend is for the server the bench starts, not one at --url")
     plan = Plan(
         transport=transport, listeners=listeners, messages=messages, rate=rate, publishers=publishers,
         size=size, stalled=stalled, workers=workers, drain=drain, url=url, pid=pid, post_path=post_path,
         stream_path=stream_path, text_field=text_field, server_args=tuple(server_arg or ()), pin=pin,
         auth=auth,
+        backend=backend,
     )
     try:
         with _Bar(progress) as show:

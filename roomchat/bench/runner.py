@@ -26,7 +26,7 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 
 from roomchat.bench.clients import CLIENTS, BenchClient, StalledStream, Stream, Target
-from roomchat.bench.tally import Sink, Tally, marker
+from roomchat.bench.tally import BUCKET_SHIFT, Sink, Tally, marker
 from roomchat.tokens import mint
 
 _BENCH_SECRET = uuid.uuid4().hex  # --auth jwt: the started server's HS256 secret (32 hex digits)
@@ -53,6 +53,7 @@ class Plan:
     server_args: tuple[str, ...] = ()
     pin: bool = False  # server on the first core, the client on the others
     auth: str = "none"  # jwt: the server checks a token on every stream and post
+    backend: str | None = None  # the started server's --backend
 
 
 @dataclass
@@ -73,6 +74,7 @@ class Outcome:
     stalled_lagged: int = 0
     errors: list[str] = field(default_factory=list)
     start_ns: int = 0  # monotonic time of the first post
+    post_hist: dict[int, int] = field(default_factory=dict)  # post round trips, as Tally.hist
 
 
 Progress = Callable[[str, int, int], None]  # phase, done, total
@@ -146,7 +148,7 @@ def serve_process(
 def started_server(client: BenchClient, plan: Plan) -> Iterator[tuple[str, int]]:
     """The server for this transport: (url, pid)."""
     auth = ("--auth", "jwt", "--jwt-key", _BENCH_SECRET) if plan.auth == "jwt" else ()
-    extra = (*plan.server_args, *auth)
+    extra = (*plan.server_args, *auth, *(("--backend", plan.backend) if plan.backend else ()))
     with serve_process(client.server_adapters, extra) as (urls, pid):
         yield urls[client.server_adapters[-1]], pid
 
@@ -325,8 +327,11 @@ async def _drive(
                 delay = start / 1e9 + (seq - 1) / plan.rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            text = marker(seq, time.monotonic_ns())
+            sent = time.monotonic_ns()
+            text = marker(seq, sent)
             await publishers[index].post(text + pad[len(text) :] if pad else text)
+            bucket = (time.monotonic_ns() - sent) >> BUCKET_SHIFT
+            outcome.post_hist[bucket] = outcome.post_hist.get(bucket, 0) + 1
             outcome.published += 1
             now = time.monotonic()
             if now - tick > 0.1:

@@ -138,8 +138,13 @@ class BackendSettings:
 class Backend(Protocol):
     """Storage, ids and fan-out between processes. Raises BackendUnavailable.
 
+    Ids are `<number>-<number>` (the service orders them to join a replay to
+    the live feed), strictly increasing within a room in the order messages
+    are delivered, and never given twice, across restarts included.
     `publish` raises Overloaded("too many rooms") rather than add a room past
     `max_rooms`. A backend shared by several processes shares `spend`'s buckets.
+    Found by URL scheme through the entry points `roomchat.backends`
+    (docs/backends.md); the factory is called as `(url, settings)`.
     """
 
     async def start(self, sink: BackendSink) -> None: ...
