@@ -15,7 +15,7 @@ from typing import Any
 
 import uvicorn
 
-from roomchat.adapters import AdapterSettings, Ready
+from roomchat.adapters import AdapterSettings, CannotListen, Ready
 from roomchat.adapters.http.capacity import CONNECTIONS
 from roomchat.adapters.http.guard import GuardedHttpProtocol
 from roomchat.adapters.http.sse import with_raw_send
@@ -47,9 +47,9 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
         sock.listen(2048)
         sock.setblocking(False)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise CannotListen(host, port, exc) from None
     return sock
 
 
