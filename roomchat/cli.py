@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import re
 import sys
 from typing import Annotated, NoReturn
@@ -194,6 +195,8 @@ def serve(
     ports = _parse_ports(port or [], names)
     authenticator = _authenticator(auth, jwt_key, jwt_issuer, jwt_audience, anonymous_read)
     origins = tuple(comma_list(cors_origin or []))
+    if not math.isfinite(rate):
+        raise typer.BadParameter("--rate takes a number of posts a second, 0 for no limit")
     proxies = _trusted_proxies(trust_proxy or [])
     history_size = _size("--history-bytes", history_bytes)
     streams = _max_streams(max_streams)
