@@ -22,6 +22,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.connection import AbstractConnection, ConnectionPool, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
@@ -64,6 +65,7 @@ class RedisBackend:
         self._node = uuid.uuid4().hex  # this process, to skip its own deletion notices
         self._sink: BackendSink | None = None
         self._redis: Redis | None = None
+        self._scripts: dict[str, AsyncScript] = {}
         self._reader_pool: ConnectionPool | None = None
         self._reader_conn: AbstractConnection | None = None
         self._reader_id: int | None = None
@@ -84,6 +86,7 @@ class RedisBackend:
     async def start(self, sink: BackendSink) -> None:
         """Connect, or raise BackendUnavailable with a one-line reason."""
         self._sink = sink
+        self._scripts = {}  # registered on this client
         self._redis = Redis.from_url(
             self._url,
             protocol=2,  # RESP2 whatever redis-py's default: works with Redis 5 and up
@@ -154,7 +157,7 @@ class RedisBackend:
 
         Delivery, here too, comes through the reader.
         """
-        script = self._client().register_script(redis_lua.PUBLISH)
+        script = self._script(redis_lua.PUBLISH)
         keys = [ROOM_PREFIX + room_id, ROOM_INDEX, FLOOR]
         args: list[str | int] = [room_id, self._history, self._max_rooms, user_id, text]
         added = await self._call(script(keys=keys, args=args), "store the message")
@@ -163,7 +166,7 @@ class RedisBackend:
         return _message(room_id, str(added), user_id, text)
 
     async def spend(self, key: str, rate: float, burst: float) -> float:
-        script = self._client().register_script(redis_lua.SPEND)
+        script = self._script(redis_lua.SPEND)
         wait = await self._call(script(keys=[BUCKET_PREFIX + key], args=[rate, burst]), "check the rate")
         return float(wait)
 
@@ -239,7 +242,7 @@ class RedisBackend:
         clock went back.
         """
         notice = json.dumps({"roomId": room_id, "node": self._node})
-        script = self._client().register_script(redis_lua.DELETE)
+        script = self._script(redis_lua.DELETE)
         keys = [ROOM_PREFIX + room_id, ROOM_INDEX, FLOOR, DELETED]
         await self._call(script(keys=keys, args=[room_id, notice]), "delete the room")
         if self._sink is not None:
@@ -422,6 +425,13 @@ class RedisBackend:
         if self._redis is None:
             raise BackendUnavailable("the Redis backend is not started")
         return self._redis
+
+    def _script(self, source: str) -> AsyncScript:
+        """A Lua script, registered (and its SHA1 computed) once per client, not per call."""
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = self._client().register_script(source)
+        return script
 
     async def _call(self, command: Awaitable[_T], doing: str) -> _T:
         """Await one Redis call; every failure becomes BackendUnavailable."""
