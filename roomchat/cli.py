@@ -21,6 +21,7 @@ from roomchat.bootstrap import ServiceSettings, build_service
 from roomchat.core import BackendUnavailable, ValidationError, validation
 from roomchat.core.identity import Authenticator, OpenAuthenticator
 from roomchat.runner import StartupError, run_forever
+from roomchat.supervisor import die_with_supervisor, one_per_core, supervise
 from roomchat.tokens import JwtAuthenticator, mint
 
 app = typer.Typer(
@@ -116,8 +117,17 @@ def serve(
             help="An origin whose pages may post and delete (repeatable).",
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            envvar=_env("WORKERS"),
+            min=0,
+            help="Processes sharing the ports (SO_REUSEPORT) over a shared backend; 0: one per core.",
+        ),
+    ] = 1,
+    worker: Annotated[int, typer.Option(hidden=True, help="Set by the supervisor in its workers.")] = 0,
 ) -> None:
-    """Serve the chosen adapters (all of them by default) in one process."""
+    """Serve the chosen adapters (all of them by default) in one process, or in --workers N."""
     found = available()
     names = sorted(found) if all_ or not adapter else list(dict.fromkeys(adapter))
     unknown = [n for n in names if n not in found]
@@ -131,13 +141,20 @@ def serve(
     authenticator = _authenticator(auth, jwt_key, jwt_issuer, jwt_audience, anonymous_read)
     origins = tuple(o for value in cors_origin or [] for o in value.split(",") if o)
     logs.configure(log_level, log_json)
-    if auth == "none" and not _loopback(host):
+    if workers != 1:
+        _refuse_unshared(backend, workers)
+    if auth == "none" and not _loopback(host) and not worker:  # a supervisor said it for its workers
         print(
             f"roomchat: warning: serving {host} with --auth none: anyone who can reach it"
             " may post as anyone and delete rooms (see docs/security.md)",
             file=sys.stderr,
             flush=True,
         )
+    if workers != 1 and (workers or one_per_core()) > 1:
+        command = [sys.executable, "-m", "roomchat", *sys.argv[1:]]
+        raise SystemExit(supervise(command, workers or one_per_core(), len(names)))
+    if worker:
+        die_with_supervisor()
     try:
         service = build_service(ServiceSettings(backend, history, max_text, buffer, auth=authenticator))
     except ValueError as exc:
@@ -155,6 +172,7 @@ def serve(
             tls_key=tls_key,
             keepalive=keepalive,
             cors_origins=origins,
+            reuse_port=worker > 0,
         )
         try:
             adapters[name] = factory(service, settings)
@@ -164,6 +182,18 @@ def serve(
         run_forever(service, adapters)
     except (StartupError, BackendUnavailable) as exc:
         _fail(str(exc))
+
+
+_UNSHARED = ("memory", "sqlite")  # backends whose rooms live in one process
+
+
+def _refuse_unshared(backend: str, workers: int) -> None:
+    scheme = backend.partition(":")[0]
+    if scheme in _UNSHARED:
+        _fail(
+            f"--workers {workers} needs a backend the processes share, such as redis://HOST:PORT/DB;"
+            f" {scheme} keeps rooms inside one process"
+        )
 
 
 def _authenticator(

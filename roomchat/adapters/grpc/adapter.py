@@ -62,7 +62,8 @@ class GrpcAdapter:
     def options(self) -> list[tuple[str, int | str]]:
         """Channel arguments; `grpc.*` keys in settings.options override them."""
         options: dict[str, int | str] = {
-            "grpc.so_reuseport": 0,  # a port in use is an error, not a shared port
+            # A port in use is an error, not a shared port, unless `serve --workers N` shares it.
+            "grpc.so_reuseport": int(self.settings.reuse_port),
             "grpc.max_receive_message_length": self.settings.max_body,
             # Server pings on idle connections find clients that vanished.
             "grpc.keepalive_time_ms": int(self.settings.keepalive * 1000),
@@ -81,7 +82,8 @@ class GrpcAdapter:
     def _bind(self, server: grpc.aio.Server) -> int:
         host, port = self.settings.host, self.settings.port
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        _probe(host, port, address)  # grpcio would log its own error to stderr first
+        reuse = self.settings.reuse_port
+        _probe(host, port, address, reuse)  # grpcio would log its own error to stderr first
         try:
             if self.settings.tls:
                 bound = server.add_secure_port(address, self._credentials())
@@ -90,7 +92,7 @@ class GrpcAdapter:
         except RuntimeError:  # grpcio raises this when it cannot bind
             bound = 0
         if not bound:
-            raise _bind_error(host, port, address)
+            raise _bind_error(host, port, address, reuse)
         return bound
 
     def _credentials(self) -> grpc.ServerCredentials:
@@ -98,20 +100,22 @@ class GrpcAdapter:
         return grpc.ssl_server_credentials([(key, cert)])
 
 
-def _probe(host: str, port: int, address: str) -> None:
+def _probe(host: str, port: int, address: str, reuse_port: bool) -> None:
     """Raise the OS's reason if the address cannot be bound (grpcio does not say why)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpcio binds
+            if reuse_port:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             probe.bind((host, port))
     except OSError as exc:
         raise OSError(exc.errno, f"{address}: {exc.strerror}") from None
 
 
-def _bind_error(host: str, port: int, address: str) -> OSError:
+def _bind_error(host: str, port: int, address: str, reuse_port: bool) -> OSError:
     try:
-        _probe(host, port, address)
+        _probe(host, port, address, reuse_port)
     except OSError as exc:
         return exc
     return OSError(errno.EADDRNOTAVAIL, f"cannot listen on {address}")
