@@ -18,6 +18,10 @@ machine slows each alike; the table gives the median of `--runs`:
   sync            the synchronous grpc.server, one thread per stream yielding the bytes
   grpclib         grpclib (pure Python on h2), standard loop
   grpclib-uvloop  grpclib under uvloop
+  grpclib-batch   grpclib under uvloop, BATCH pre-framed messages per HTTP/2 DATA frame
+                  (what an adapter could do with the messages a listener has queued;
+                  grpclib's own API sends one message per call, so this uses its
+                  stream's `send_data`)
 
     .venv/bin/python benchmarks/grpc_floor.py                      # 100 and 1,000 streams, 3 runs
     .venv/bin/python benchmarks/grpc_floor.py --streams 100 --variants aio,sync --runs 5
@@ -92,7 +96,10 @@ def _sync(port_out: Any, messages: int, streams: int) -> None:
     server.wait_for_termination()
 
 
-def _grpclib(port_out: Any, messages: int) -> Callable[[], Any]:
+BATCH = 8  # messages per write in grpclib-batch
+
+
+def _grpclib(port_out: Any, messages: int, batch: int = 1) -> Callable[[], Any]:
     from grpclib.const import Cardinality, Handler
     from grpclib.encoding.base import CodecBase
     from grpclib.server import Server, Stream
@@ -111,6 +118,13 @@ def _grpclib(port_out: Any, messages: int) -> Callable[[], Any]:
     class Floor:
         async def stream(self, stream: Stream[bytes, bytes]) -> None:
             await stream.recv_message()
+            if batch > 1:  # the gRPC framing (flag, length) done once, the bytes shared
+                await stream.send_initial_metadata()
+                framed = (b"\x00" + len(PAYLOAD).to_bytes(4, "big") + PAYLOAD) * batch
+                send_data = stream._stream.send_data
+                for _ in range(messages // batch):
+                    await send_data(framed)
+                return
             send = stream.send_message
             for _ in range(messages):
                 await send(PAYLOAD)
@@ -133,11 +147,11 @@ def serve(variant: str, port_out: Any, messages: int, streams: int) -> None:
         _sync(port_out, messages, streams)
         return
     if variant.startswith("grpclib"):
-        main = _grpclib(port_out, messages)
+        main = _grpclib(port_out, messages, BATCH if variant == "grpclib-batch" else 1)
     else:
         knobs = variant == "aio-knobs"
         main = _aio(port_out, messages, KNOBS if knobs else [], knobs)
-    if variant.endswith("uvloop"):
+    if variant.endswith(("uvloop", "batch")):
         import uvloop
 
         uvloop.run(main())
@@ -145,7 +159,9 @@ def serve(variant: str, port_out: Any, messages: int, streams: int) -> None:
         asyncio.run(main())
 
 
-VARIANTS = ("aio", "aio-uvloop", "aio-knobs", "aio-poll", "sync", "grpclib", "grpclib-uvloop")
+VARIANTS = (
+    "aio", "aio-uvloop", "aio-knobs", "aio-poll", "sync", "grpclib", "grpclib-uvloop", "grpclib-batch",
+)  # fmt: skip
 
 
 # -- the client and one measurement -------------------------------------------------------
@@ -210,7 +226,7 @@ def main() -> None:
         parser.error(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
     rows = []
     for streams in (int(n) for n in args.streams.split(",")):
-        messages = max(1, args.writes // streams)
+        messages = max(BATCH, args.writes // streams // BATCH * BATCH)
         results: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
         for run in range(args.runs):
             order = variants if run % 2 == 0 else variants[::-1]  # alternate, so drift hits all alike
