@@ -23,6 +23,8 @@ machine slows each alike; the table gives the median of `--runs`:
                   grpclib's own API sends one message per call, so this uses its
                   stream's `send_data`)
 
+The grpclib variants need the `bench` extra (`pip install -e '.[dev,bench]'`).
+
     .venv/bin/python benchmarks/grpc_floor.py                      # 100 and 1,000 streams, 3 runs
     .venv/bin/python benchmarks/grpc_floor.py --streams 100 --variants aio,sync --runs 5
 """
