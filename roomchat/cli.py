@@ -29,6 +29,7 @@ from roomchat.core.limits import Limits
 from roomchat.descriptors import Budget, raise_open_file_limit
 from roomchat.plugins import listing
 from roomchat.runner import StartupError, run_forever
+from roomchat.supervisor import die_with_supervisor, one_per_core, supervise
 from roomchat.tokens import JwtAuthenticator, mint
 
 app = typer.Typer(
@@ -180,8 +181,17 @@ def serve(
             help="Bytes of history in this process (memory backend): 64MiB, 1GiB, bytes; 0: no limit.",
         ),
     ] = "256MiB",
+    workers: Annotated[
+        int,
+        typer.Option(
+            envvar=_env("WORKERS"),
+            min=0,
+            help="Processes sharing the ports (SO_REUSEPORT) over a shared backend; 0: one per core.",
+        ),
+    ] = 1,
+    worker: Annotated[int, typer.Option(hidden=True, help="Set by the supervisor in its workers.")] = 0,
 ) -> None:
-    """Serve the chosen adapters (all of them by default) in one process."""
+    """Serve the chosen adapters (all of them by default) in one process, or in --workers N."""
     found = available()
     chosen = comma_list(adapter or [])
     names = sorted(found) if all_ or not chosen else list(dict.fromkeys(chosen))
@@ -203,13 +213,20 @@ def serve(
     logs.configure(log_level, log_json)
     fds = Budget(raise_open_file_limit())
     limits = Limits(rate, fds.streams if streams is None else streams, max_streams_per_ip)
-    if auth == "none" and not _loopback(host):
+    if workers != 1:
+        _refuse_unshared(backend, workers)
+    if auth == "none" and not _loopback(host) and not worker:  # a supervisor said it for its workers
         print(
             f"roomchat: warning: serving {host} with --auth none: anyone who can reach it"
             " may post as anyone and delete rooms (see docs/security.md)",
             file=sys.stderr,
             flush=True,
         )
+    if workers != 1 and (workers or one_per_core()) > 1:
+        command = [sys.executable, "-m", "roomchat", *sys.argv[1:]]
+        raise SystemExit(supervise(command, workers or one_per_core(), len(names)))
+    if worker:
+        die_with_supervisor()
     try:
         service = build_service(
             ServiceSettings(
@@ -239,6 +256,7 @@ def serve(
             keepalive=keepalive,
             cors_origins=origins,
             trust_proxy=proxies,
+            reuse_port=worker > 0,
         )
         try:
             adapters[name] = factory(service, settings)
@@ -250,6 +268,18 @@ def serve(
         run_forever(service, adapters, lambda: _log_budget(fds, limits.max_streams))
     except (StartupError, BackendUnavailable) as exc:
         _fail(str(exc))
+
+
+_UNSHARED = ("memory", "sqlite")  # backends whose rooms live in one process
+
+
+def _refuse_unshared(backend: str, workers: int) -> None:
+    scheme = backend.partition(":")[0]
+    if scheme in _UNSHARED:
+        _fail(
+            f"--workers {workers} needs a backend the processes share, such as redis://HOST:PORT/DB;"
+            f" {scheme} keeps rooms inside one process"
+        )
 
 
 def _authenticator(

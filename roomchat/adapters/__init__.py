@@ -31,6 +31,7 @@ class AdapterSettings:
     options: Mapping[str, str] = field(default_factory=dict)
     trust_proxy: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For names the real client
     cors_origins: tuple[str, ...] = ()  # origins allowed to post and delete from a browser
+    reuse_port: bool = False  # bind with SO_REUSEPORT: `serve --workers N` processes share the port
 
     @property
     def tls(self) -> bool:

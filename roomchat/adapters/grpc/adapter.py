@@ -63,7 +63,8 @@ class GrpcAdapter:
     def options(self) -> list[tuple[str, int | str]]:
         """Channel arguments; `grpc.*` keys in settings.options override them."""
         options: dict[str, int | str] = {
-            "grpc.so_reuseport": 0,  # a port in use is an error, not a shared port
+            # A port in use is an error, not a shared port, unless `serve --workers N` shares it.
+            "grpc.so_reuseport": int(self.settings.reuse_port),
             "grpc.max_receive_message_length": self.settings.max_body,
             # Server pings on idle connections find clients that vanished.
             "grpc.keepalive_time_ms": int(self.settings.keepalive * 1000),
@@ -85,7 +86,8 @@ class GrpcAdapter:
     def _bind(self, server: grpc.aio.Server) -> int:
         host, port = self.settings.host, self.settings.port
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        _probe(host, port)  # grpcio would log its own error to stderr first
+        reuse = self.settings.reuse_port
+        _probe(host, port, reuse)  # grpcio would log its own error to stderr first
         try:
             if self.settings.tls:
                 bound = server.add_secure_port(address, self._credentials())
@@ -94,7 +96,7 @@ class GrpcAdapter:
         except RuntimeError:  # grpcio raises this when it cannot bind
             bound = 0
         if not bound:
-            raise _bind_error(host, port)
+            raise _bind_error(host, port, reuse)
         return bound
 
     def _credentials(self) -> grpc.ServerCredentials:
@@ -113,20 +115,22 @@ def _channel_argument(key: str, value: str) -> int | str:
     return -number if value.startswith("-") else number
 
 
-def _probe(host: str, port: int) -> None:
+def _probe(host: str, port: int, reuse_port: bool) -> None:
     """Raise the OS's reason if the address cannot be bound (grpcio does not say why)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpcio binds
+            if reuse_port:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             probe.bind((host, port))
     except OSError as exc:
         raise CannotListen(host, port, exc) from None
 
 
-def _bind_error(host: str, port: int) -> OSError:
+def _bind_error(host: str, port: int, reuse_port: bool) -> OSError:
     try:
-        _probe(host, port)
+        _probe(host, port, reuse_port)
     except OSError as exc:
         return exc
     return CannotListen(host, port, OSError(errno.EADDRNOTAVAIL, ""))
