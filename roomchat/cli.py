@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+import re
 import sys
 from typing import Annotated, NoReturn
 
@@ -12,15 +15,20 @@ try:  # typer vendors click since 0.2x; older releases use click itself
 except ImportError:  # pragma: no cover
     from click import exceptions as click_errors  # type: ignore[no-redef]
 
-from roomchat import __version__, logs
+from roomchat import __version__, logs, startup
 from roomchat.adapters import Adapter, AdapterSettings
+from roomchat.adapters.http.identity import trusted_networks
 from roomchat.adapters.registry import available
 from roomchat.backends import registry as backend_registry
 from roomchat.bench.command import bench
 from roomchat.bootstrap import ServiceSettings, build_service
-from roomchat.core import BackendUnavailable, validation
+from roomchat.core import BackendUnavailable, ValidationError, validation
+from roomchat.core.identity import Authenticator, OpenAuthenticator
+from roomchat.core.limits import Limits
+from roomchat.descriptors import Budget, raise_open_file_limit
 from roomchat.plugins import listing
 from roomchat.runner import StartupError, run_forever
+from roomchat.tokens import JwtAuthenticator, mint
 
 app = typer.Typer(
     help="roomchat: a realtime chat server with rooms, history and pluggable transports.",
@@ -29,6 +37,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", is_eager=True, callback=startup.print_version, help="Print the version."),
+    ] = None,
+) -> None:
+    """roomchat: a realtime chat server with rooms, history and pluggable transports."""
 
 
 def _env(name: str) -> str:
@@ -87,10 +105,85 @@ def serve(
     log_json: Annotated[
         bool, typer.Option(envvar=_env("LOG_JSON"), help="Log one JSON object a line.")
     ] = False,
+    auth: Annotated[
+        str,
+        typer.Option(
+            envvar=_env("AUTH"), metavar="none|jwt", help="none: anyone may do anything; jwt: tokens."
+        ),
+    ] = "none",
+    jwt_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar=_env("JWT_KEY"),
+            metavar="SECRET|FILE",
+            help="An HS256 secret, or a PEM public key file (RS256, ES256, EdDSA).",
+        ),
+    ] = None,
+    jwt_issuer: Annotated[
+        str | None, typer.Option(envvar=_env("JWT_ISSUER"), metavar="ISS", help="Required `iss` claim.")
+    ] = None,
+    jwt_audience: Annotated[
+        str | None, typer.Option(envvar=_env("JWT_AUDIENCE"), metavar="AUD", help="Required `aud` claim.")
+    ] = None,
+    anonymous_read: Annotated[
+        bool,
+        typer.Option(envvar=_env("ANONYMOUS_READ"), help="jwt: tokenless requests may read."),
+    ] = False,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cors-origin",
+            envvar=_env("CORS_ORIGIN"),
+            metavar="ORIGIN",
+            help="An origin whose pages may post and delete (repeatable).",
+        ),
+    ] = None,
+    rate: Annotated[
+        float,
+        typer.Option(
+            envvar=_env("RATE"), min=0, metavar="PER_SECOND", help="Posts a second per user or IP; 0: off."
+        ),
+    ] = 0.0,
+    max_streams: Annotated[
+        str,
+        typer.Option(
+            envvar=_env("MAX_STREAMS"),
+            metavar="auto|N",
+            help="Open streams in this process; auto: what the open-file limit allows.",
+        ),
+    ] = "auto",
+    max_streams_per_ip: Annotated[
+        int,
+        typer.Option(
+            envvar=_env("MAX_STREAMS_PER_IP"), min=0, metavar="N", help="Open streams per client IP; 0: off."
+        ),
+    ] = 0,
+    trust_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trust-proxy",
+            envvar=_env("TRUST_PROXY"),
+            metavar="CIDR",
+            help="A proxy whose X-Forwarded-For names the client (repeatable).",
+        ),
+    ] = None,
+    max_rooms: Annotated[
+        int,
+        typer.Option(envvar=_env("MAX_ROOMS"), min=0, metavar="N", help="Rooms with history; 0: no limit."),
+    ] = 100_000,
+    history_bytes: Annotated[
+        str,
+        typer.Option(
+            envvar=_env("HISTORY_BYTES"),
+            metavar="SIZE",
+            help="Bytes of history in this process (memory backend): 64MiB, 1GiB, bytes; 0: no limit.",
+        ),
+    ] = "256MiB",
 ) -> None:
     """Serve the chosen adapters (all of them by default) in one process."""
     found = available()
-    names = sorted(found) if all_ or not adapter else list(dict.fromkeys(adapter))
+    chosen = comma_list(adapter or [])
+    names = sorted(found) if all_ or not chosen else list(dict.fromkeys(chosen))
     unknown = [n for n in names if n not in found]
     if unknown:
         raise typer.BadParameter(f"unknown adapter {unknown[0]!r}; installed: {', '.join(sorted(found))}")
@@ -99,9 +192,34 @@ def serve(
     if log_level not in logs.LEVELS:
         raise typer.BadParameter(f"--log-level must be one of {', '.join(logs.LEVELS)}")
     ports = _parse_ports(port or [], names)
+    authenticator = _authenticator(auth, jwt_key, jwt_issuer, jwt_audience, anonymous_read)
+    origins = tuple(comma_list(cors_origin or []))
+    proxies = _trusted_proxies(trust_proxy or [])
+    history_size = _size("--history-bytes", history_bytes)
+    streams = _max_streams(max_streams)
     logs.configure(log_level, log_json)
+    fds = Budget(raise_open_file_limit())
+    limits = Limits(rate, fds.streams if streams is None else streams, max_streams_per_ip)
+    if auth == "none" and not _loopback(host):
+        print(
+            f"roomchat: warning: serving {host} with --auth none: anyone who can reach it"
+            " may post as anyone and delete rooms (see docs/security.md)",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
-        service = build_service(ServiceSettings(backend, history, max_text, buffer))
+        service = build_service(
+            ServiceSettings(
+                backend,
+                history,
+                max_text,
+                buffer,
+                auth=authenticator,
+                limits=limits,
+                max_rooms=max_rooms,
+                history_bytes=history_size,
+            )
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     adapters: dict[str, Adapter] = {}
@@ -116,15 +234,98 @@ def serve(
             tls_cert=tls_cert,
             tls_key=tls_key,
             keepalive=keepalive,
+            cors_origins=origins,
+            trust_proxy=proxies,
         )
         try:
             adapters[name] = factory(service, settings)
         except Exception as exc:
             _fail(f"adapter {name!r} failed to start: {exc}")
+    startup.announce_choice(names, "--all" if all_ else "--adapter" if chosen else None)
+    startup.log_settings(backend, history=history, max_text=max_text, buffer=buffer, keepalive=keepalive)
     try:
-        run_forever(service, adapters)
+        run_forever(service, adapters, lambda: _log_budget(fds, limits.max_streams))
     except (StartupError, BackendUnavailable) as exc:
         _fail(str(exc))
+
+
+def _authenticator(
+    auth: str, key: str | None, issuer: str | None, audience: str | None, anonymous_read: bool
+) -> Authenticator:
+    if auth == "none":
+        if key is not None:
+            raise typer.BadParameter("--jwt-key needs --auth jwt")
+        return OpenAuthenticator()
+    if auth != "jwt":
+        raise typer.BadParameter("--auth must be none or jwt")
+    if key is None:
+        raise typer.BadParameter("--auth jwt needs --jwt-key SECRET|FILE")
+    try:
+        return JwtAuthenticator(key, issuer=issuer, audience=audience, anonymous_read=anonymous_read)
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _trusted_proxies(values: list[str]) -> tuple[str, ...]:
+    cidrs = tuple(comma_list(values))
+    try:
+        trusted_networks(cidrs)
+    except ValueError as exc:
+        raise typer.BadParameter(f"--trust-proxy takes an IP address or CIDR: {exc}") from None
+    return cidrs
+
+
+_SIZE = re.compile(r"(\d{1,15})\s*(|B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+_SIZE_UNITS |= {"kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+
+
+def _size(option: str, value: str) -> int:
+    """Bytes from `64MiB`, `1GiB`, `500MB` or a plain number of bytes."""
+    match = _SIZE.fullmatch(value.strip())
+    if match is None:
+        raise typer.BadParameter(f"{option} takes a size such as 64MiB, 1GiB or a byte count, got {value!r}")
+    return int(match[1]) * _SIZE_UNITS[match[2].lower()]
+
+
+def _max_streams(value: str) -> int | None:
+    """None for auto, else N (0: no limit)."""
+    if value.strip().lower() == "auto":
+        return None
+    if not (validation.is_whole_number(value) and len(value) <= 9):
+        raise typer.BadParameter(f"--max-streams takes auto or a whole number, got {value!r}")
+    return int(value)
+
+
+def _log_budget(fds: Budget, max_streams: int) -> None:
+    """Said once serving (a server that fails to start says one line, its reason)."""
+    log = logging.getLogger("roomchat")
+    log.info(
+        "open-file limit %d: room for %d streams and %d HTTP connections; --max-streams %s",
+        fds.limit,
+        fds.streams,
+        fds.http_connections,
+        max_streams or "0 (no limit)",
+    )
+    if not max_streams or max_streams > fds.streams:
+        log.warning(
+            "--max-streams is above what the open-file limit allows (%d): past that,"
+            " new connections are answered 503 instead",
+            fds.streams,
+        )
+
+
+def comma_list(values: list[str]) -> list[str]:
+    """A repeatable option's values, each of which may be a comma-separated list
+    (as the environment gives them: `ROOMCHAT_ADAPTER=rest,grpc`)."""
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
 
 
 def _parse_ports(values: list[str], names: list[str]) -> dict[str, int]:
@@ -132,11 +333,14 @@ def _parse_ports(values: list[str], names: list[str]) -> dict[str, int]:
     for value in values:
         for item in value.split(","):
             name, sep, number = item.partition("=")
-            if not sep or not validation.is_whole_number(number) or int(number) > 65535:
+            if not sep or not validation.is_whole_number(number):
                 raise typer.BadParameter(f"--port takes NAME=PORT, got {item!r}")
+            port = validation.bounded_whole_number(number, 65535)
+            if port is None:
+                raise typer.BadParameter(f"--port {item!r}: the port must be from 0 to 65535")
             if name not in names:
                 raise typer.BadParameter(f"--port names {name!r}, which is not being served")
-            ports[name] = int(number)
+            ports[name] = port
     return ports
 
 
@@ -158,6 +362,52 @@ app.command()(bench)
 
 
 @app.command()
+def token(
+    sub: Annotated[str, typer.Option("--sub", metavar="NAME", help="The user id (`sub` claim).")],
+    jwt_key: Annotated[
+        str, typer.Option(envvar=_env("JWT_KEY"), metavar="SECRET", help="The server's HS256 secret.")
+    ],
+    rooms: Annotated[
+        list[str] | None,
+        typer.Option("--rooms", metavar="PATTERN", help="Rooms to read and post in: 'team-*' (repeatable)."),
+    ] = None,
+    read: Annotated[
+        list[str] | None, typer.Option("--read", metavar="PATTERN", help="Rooms to only read (repeatable).")
+    ] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="May delete rooms and post as anyone.")] = False,
+    ttl: Annotated[str, typer.Option(metavar="DURATION", help="Lifetime: 45s, 30m, 1h, 7d.")] = "1h",
+    jwt_issuer: Annotated[str | None, typer.Option(envvar=_env("JWT_ISSUER"), metavar="ISS")] = None,
+    jwt_audience: Annotated[str | None, typer.Option(envvar=_env("JWT_AUDIENCE"), metavar="AUD")] = None,
+) -> None:
+    """Print a token for --auth jwt, signed with --jwt-key (HS256)."""
+    try:
+        print(
+            mint(
+                jwt_key,
+                sub,
+                rooms=rooms,
+                read=read or (),
+                admin=admin,
+                ttl=_duration(ttl),
+                issuer=jwt_issuer,
+                audience=jwt_audience,
+            )
+        )
+    except (ValueError, ValidationError) as exc:
+        raise typer.BadParameter(getattr(exc, "message", str(exc))) from None
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(value: str) -> float:
+    number, unit = (value[:-1], value[-1]) if value[-1:] in _UNITS else (value, "s")
+    if not (1 <= len(number) <= 9 and validation.is_whole_number(number)) or int(number) == 0:
+        raise typer.BadParameter(f"--ttl takes a duration such as 45s, 30m, 1h or 7d, got {value!r}")
+    return float(int(number) * _UNITS[unit])
+
+
+@app.command()
 def version() -> None:
     """Print roomchat's version."""
     print(__version__)
@@ -171,6 +421,7 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 def main() -> None:
     """Entry point: usage errors are one line on stderr, never a traceback."""
     command = typer.main.get_command(app)
+    startup.show_placeholders(command)
     try:
         code = command.main(prog_name="roomchat", standalone_mode=False)
     except typer.Exit as exc:

@@ -27,7 +27,9 @@ import psutil  # type: ignore[import-untyped]
 
 from roomchat.bench.clients import CLIENTS, BenchClient, StalledStream, Stream, Target
 from roomchat.bench.tally import BUCKET_SHIFT, Sink, Tally, marker
+from roomchat.tokens import mint
 
+_BENCH_SECRET = uuid.uuid4().hex  # --auth jwt: the started server's HS256 secret (32 hex digits)
 OPEN_TIMEOUT = 20.0  # seconds for one stream to open
 OPEN_AT_ONCE = 256  # streams a worker opens concurrently (the server's backlog is 2048)
 
@@ -50,6 +52,7 @@ class Plan:
     text_field: str = "text"
     server_args: tuple[str, ...] = ()
     pin: bool = False  # server on the first core, the client on the others
+    auth: str = "none"  # jwt: the server checks a token on every stream and post
     backend: str | None = None  # the started server's --backend
 
 
@@ -144,7 +147,8 @@ def serve_process(
 @contextlib.contextmanager
 def started_server(client: BenchClient, plan: Plan) -> Iterator[tuple[str, int]]:
     """The server for this transport: (url, pid)."""
-    extra = plan.server_args + (("--backend", plan.backend) if plan.backend else ())
+    auth = ("--auth", "jwt", "--jwt-key", _BENCH_SECRET) if plan.auth == "jwt" else ()
+    extra = (*plan.server_args, *auth, *(("--backend", plan.backend) if plan.backend else ()))
     with serve_process(client.server_adapters, extra) as (urls, pid):
         yield urls[client.server_adapters[-1]], pid
 
@@ -239,9 +243,9 @@ def run(plan: Plan, progress: Progress) -> Outcome:
 
 
 def _run(plan: Plan, client: BenchClient, url: str, pid: int | None, progress: Progress) -> Outcome:
-    target = Target(
-        url, f"bench-{uuid.uuid4().hex[:12]}", "bench", plan.post_path, plan.stream_path, plan.text_field
-    )
+    token = mint(_BENCH_SECRET, "bench", ttl=86400) if plan.auth == "jwt" else None
+    room = f"bench-{uuid.uuid4().hex[:12]}"
+    target = Target(url, room, "bench", plan.post_path, plan.stream_path, plan.text_field, token)
     server = _Server(pid)
     if plan.pin:
         _pin(server)

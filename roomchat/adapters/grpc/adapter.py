@@ -16,9 +16,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from roomchat.adapters import AdapterSettings, Ready
+from roomchat.adapters import AdapterSettings, CannotListen, Ready
 from roomchat.adapters.grpc.servicer import SERVICE, RoomServicer
 from roomchat.core import Manager, validation
+from roomchat.descriptors import budget
 
 GRACE = 3.0  # seconds for unary calls in flight to finish once stopping
 LAST_GRACE = 0.2  # then for anything else open (health watches, reflection)
@@ -72,16 +73,19 @@ class GrpcAdapter:
             # Accept client keepalive pings (every 30 s and more often), also without a call.
             "grpc.keepalive_permit_without_calls": 1,
             "grpc.http2.min_ping_interval_without_data_ms": MIN_CLIENT_PING_MS,
+            # Its share of the open-file limit: past it grpcio closes new connections at once
+            # (clients see UNAVAILABLE), so the HTTP adapters keep descriptors to answer with.
+            "grpc.max_allowed_incoming_connections": budget().grpc_connections,
         }
         for key, value in self.settings.options.items():
             if key.startswith("grpc."):
-                options[key] = int(value) if validation.is_whole_number(value.removeprefix("-")) else value
+                options[key] = _channel_argument(key, value)
         return list(options.items())
 
     def _bind(self, server: grpc.aio.Server) -> int:
         host, port = self.settings.host, self.settings.port
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        _probe(host, port, address)  # grpcio would log its own error to stderr first
+        _probe(host, port)  # grpcio would log its own error to stderr first
         try:
             if self.settings.tls:
                 bound = server.add_secure_port(address, self._credentials())
@@ -90,7 +94,7 @@ class GrpcAdapter:
         except RuntimeError:  # grpcio raises this when it cannot bind
             bound = 0
         if not bound:
-            raise _bind_error(host, port, address)
+            raise _bind_error(host, port)
         return bound
 
     def _credentials(self) -> grpc.ServerCredentials:
@@ -98,7 +102,18 @@ class GrpcAdapter:
         return grpc.ssl_server_credentials([(key, cert)])
 
 
-def _probe(host: str, port: int, address: str) -> None:
+def _channel_argument(key: str, value: str) -> int | str:
+    """A number where the value is one (gRPC's are C ints, so bounded before `int` reads it)."""
+    digits = value.removeprefix("-")
+    if not validation.is_whole_number(digits):
+        return value
+    number = validation.bounded_whole_number(digits, 2**31 - 1)
+    if number is None:
+        raise ValueError(f"{key} must be at most {2**31 - 1}")
+    return -number if value.startswith("-") else number
+
+
+def _probe(host: str, port: int) -> None:
     """Raise the OS's reason if the address cannot be bound (grpcio does not say why)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
@@ -106,15 +121,15 @@ def _probe(host: str, port: int, address: str) -> None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpcio binds
             probe.bind((host, port))
     except OSError as exc:
-        raise OSError(exc.errno, f"{address}: {exc.strerror}") from None
+        raise CannotListen(host, port, exc) from None
 
 
-def _bind_error(host: str, port: int, address: str) -> OSError:
+def _bind_error(host: str, port: int) -> OSError:
     try:
-        _probe(host, port, address)
+        _probe(host, port)
     except OSError as exc:
         return exc
-    return OSError(errno.EADDRNOTAVAIL, f"cannot listen on {address}")
+    return CannotListen(host, port, OSError(errno.EADDRNOTAVAIL, ""))
 
 
 class _Health(health.aio.HealthServicer):  # type: ignore[name-defined,misc]

@@ -17,6 +17,8 @@ import grpc
 from roomchat.adapters.grpc import codec
 from roomchat.adapters.grpc.codec import to_protobuf
 from roomchat.core import BackendUnavailable, EndReason, Listener, Manager, ValidationError, to_json
+from roomchat.core.errors import Forbidden, Overloaded, RateLimited, RoomchatError, Unauthenticated
+from roomchat.core.identity import Identity
 from roomchat.core.message import dumps
 
 SERVICE = "message.Room"
@@ -26,6 +28,14 @@ _ENDINGS = {
     EndReason.LAGGED: (grpc.StatusCode.RESOURCE_EXHAUSTED, "the listener was too slow and was dropped"),
     EndReason.SHUTDOWN: (grpc.StatusCode.UNAVAILABLE, "the server is stopping"),
     EndReason.UNAVAILABLE: (grpc.StatusCode.UNAVAILABLE, "the room's feed from the backend was lost"),
+    EndReason.EXPIRED: (grpc.StatusCode.UNAUTHENTICATED, "the token expired"),
+}
+_ERRORS: dict[type[RoomchatError], grpc.StatusCode] = {
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    Forbidden: grpc.StatusCode.PERMISSION_DENIED,
+    BackendUnavailable: grpc.StatusCode.UNAVAILABLE,
+    RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 
@@ -78,30 +88,41 @@ class RoomServicer:
 
     # -- unary rpcs: request bytes in, RoomResponse bytes out ---------------------
 
-    async def get_room(self, data: bytes) -> bytes:
+    def _identify(self, context: Context) -> Identity:
+        """The caller: metadata `authorization: Bearer <token>`, and the peer's address."""
+        token = None
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization" and isinstance(value, str):
+                scheme, _, rest = value.strip().partition(" ")
+                if scheme.lower() == "bearer" and rest.strip():
+                    token = rest.strip()
+        return self._manager.identify(token, _peer_address(context.peer()))
+
+    async def get_room(self, data: bytes, identity: Identity) -> bytes:
         request = codec.room_request(data)
-        info = await self._manager.room(request.roomId)
+        info = await self._manager.room(request.roomId, identity=identity)
         created = info.listeners == 0 and info.last_id is None  # nobody had used it
         return codec.response(created=created, data=dumps(info.to_dict()))
 
-    async def post_to_room(self, data: bytes) -> bytes:
+    async def post_to_room(self, data: bytes, identity: Identity) -> bytes:
         posted = codec.posted(data)
-        message = await self._manager.submit(posted.roomId, posted.userId, posted.text)
+        user = posted.userId or None  # proto3 cannot tell "" from absent: under jwt the token names it
+        message = await self._manager.submit(posted.roomId, user, posted.text, identity=identity)
         return codec.response(created=True, data=message.encode(to_json))
 
-    async def delete_room(self, data: bytes) -> bytes:
+    async def delete_room(self, data: bytes, identity: Identity) -> bytes:
         request = codec.room_request(data)
-        await self._manager.delete(request.roomId)
+        await self._manager.delete(request.roomId, identity=identity)
         return codec.response()
 
     def _unary(
-        self, call: Callable[[bytes], Awaitable[bytes]]
+        self, call: Callable[[bytes, Identity], Awaitable[bytes]]
     ) -> Callable[[bytes, Context], Awaitable[bytes]]:
         async def handle(data: bytes, context: Context) -> bytes:
             async with self._call(context):
                 try:
-                    return await call(data)
-                except (ValidationError, BackendUnavailable) as exc:
+                    return await call(data, self._identify(context))
+                except RoomchatError as exc:
                     await _abort(context, exc)
 
         return handle
@@ -115,8 +136,9 @@ class RoomServicer:
     async def _stream_room(self, data: bytes, context: Context) -> None:
         try:
             request = codec.room_request(data)
+            identity = self._identify(context)
             async with self._manager.listen(
-                request.roomId, request.lastId or None, transport="grpc"
+                request.roomId, request.lastId or None, transport="grpc", identity=identity
             ) as listener:
                 self._streams.add(listener)
                 if self._stopping:  # it was opening when `stop` ran
@@ -125,7 +147,7 @@ class RoomServicer:
                     await _pump(listener, context)
                 finally:
                     self._streams.discard(listener)
-        except (ValidationError, BackendUnavailable) as exc:
+        except RoomchatError as exc:
             await _abort(context, exc)
         else:
             await _end(listener, context)
@@ -167,7 +189,25 @@ async def _end(listener: Listener, context: Context) -> None:
     await context.abort(code, detail, tuple(metadata))
 
 
-async def _abort(context: Context, exc: ValidationError | BackendUnavailable) -> NoReturn:
+async def _abort(context: Context, exc: RoomchatError) -> NoReturn:
+    """A domain error as the contract's status code."""
     if isinstance(exc, ValidationError):
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message, (("roomchat-field", exc.field),))
-    await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc) or "the backend cannot be reached")
+    if isinstance(exc, RateLimited):  # seconds as HTTP's Retry-After
+        await context.abort(_ERRORS[RateLimited], str(exc), (("retry-after", str(exc.retry_seconds)),))
+    code = next((code for kind, code in _ERRORS.items() if isinstance(exc, kind)), None)
+    if code is None:  # a domain error with no code of its own: a limit
+        code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    await context.abort(code, str(exc) or "the backend cannot be reached")
+
+
+def _peer_address(peer: str | None) -> str | None:
+    """`ipv4:127.0.0.1:5000` or `ipv6:[::1]:5000` -> the IP; None for anything else."""
+    if not peer:
+        return None
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0] or None
+    if kind == "ipv6":
+        return rest.rpartition(":")[0].strip("[]") or None
+    return None

@@ -15,7 +15,8 @@ from typing import Any
 
 import uvicorn
 
-from roomchat.adapters import AdapterSettings, Ready
+from roomchat.adapters import AdapterSettings, CannotListen, Ready
+from roomchat.adapters.http.capacity import CONNECTIONS
 from roomchat.adapters.http.guard import GuardedHttpProtocol
 from roomchat.adapters.http.sse import with_raw_send
 
@@ -46,9 +47,9 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
         sock.listen(2048)
         sock.setblocking(False)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise CannotListen(host, port, exc) from None
     return sock
 
 
@@ -65,6 +66,7 @@ async def serve_asgi(
     if settings.tls:
         settings.tls_files()  # a missing file is named before anything binds
     sock = bind(settings.host, settings.port)
+    CONNECTIONS.set_from_open_file_limit()  # the limit as raised at start-up
     config = uvicorn.Config(
         with_raw_send(app),
         interface="asgi3",

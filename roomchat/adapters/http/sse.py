@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
 from roomchat.core import EndReason, Listener, Manager, Message, to_json
+from roomchat.core.identity import Identity
 from roomchat.core.message import dumps
 
 Scope = dict[str, Any]
@@ -58,6 +59,8 @@ def _end_frame(listener: Listener) -> bytes:
         return event("deleted", {"roomId": listener.room_id})
     if listener.ended is EndReason.LAGGED:
         return event("lagged", {"lastEventId": listener.last_id})
+    if listener.ended is EndReason.EXPIRED:
+        return event("expired", {"lastEventId": listener.last_id})
     return b""
 
 
@@ -74,9 +77,16 @@ class EventStream:
     """An ASGI response that streams one room to one client."""
 
     def __init__(
-        self, manager: Manager, room_id: str, after: str | None, transport: str, keepalive: float
+        self,
+        manager: Manager,
+        room_id: str,
+        after: str | None,
+        transport: str,
+        keepalive: float,
+        identity: Identity | None = None,
     ) -> None:
         self._manager = manager
+        self._identity = identity
         self._room_id = room_id
         self._after = after
         self._transport = transport
@@ -88,7 +98,7 @@ class EventStream:
             await send({"type": "http.response.body", "body": b""})
             return
         async with self._manager.listen(
-            self._room_id, self._after, transport=self._transport
+            self._room_id, self._after, transport=self._transport, identity=self._identity
         ) as listener:
             await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
             direct = _Direct.attach(listener, scope, self._keepalive)

@@ -7,7 +7,8 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from roomchat.adapters import AdapterSettings
 from roomchat.adapters.http.bodies import (
@@ -19,33 +20,40 @@ from roomchat.adapters.http.bodies import (
     whole_number,
 )
 from roomchat.adapters.http.errors import EXCEPTION_HANDLERS
+from roomchat.adapters.http.identity import identify
 from roomchat.adapters.http.metrics import metrics_endpoint
+from roomchat.adapters.http.security import browser_safety
 from roomchat.adapters.http.sse import EventStream, resume_id
 from roomchat.adapters.rest.openapi import OPENAPI
 from roomchat.core import Manager, validation
 from roomchat.core.errors import ValidationError
+from roomchat.core.identity import Identity
 from roomchat.core.service import DEFAULT_ROOM_PAGE
 
-_DOCS = Path(__file__).parent / "static" / "docs.html"
+_STATIC = Path(__file__).parent / "static"
+_DOCS = _STATIC / "docs.html"
 
 
 def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
+    def who(request: Request) -> Identity:
+        return identify(manager, request.scope, settings.trust_proxy)
+
     async def post_message(request: Request) -> Response:
+        identity = who(request)  # a bad token is a 401 before the body is read
         body = parse_object(await read_body(request, settings.max_body))
         user = body.get("userId")
         text = text_field(body)
-        if not isinstance(user, str):
-            raise ValidationError("userId", "userId is required and must be a string")
         if not isinstance(text, str):
             raise ValidationError("text", "text is required and must be a string")
-        message = await manager.submit(request.path_params["roomId"], user, text)
+        message = await manager.submit(request.path_params["roomId"], user, text, identity=identity)
         return message_created(message)
 
     async def stream(request: Request) -> Response:
         room_id = request.path_params["roomId"]
         after = resume_id(request.scope, dict(request.query_params))
         validation.room_id(room_id)  # a 422 before the stream starts
-        return EventStream(manager, room_id, after, "sse", settings.keepalive)  # type: ignore[return-value]
+        stream = EventStream(manager, room_id, after, "sse", settings.keepalive, who(request))
+        return stream  # type: ignore[return-value]
 
     async def history(request: Request) -> Response:
         query = request.query_params
@@ -54,21 +62,22 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
             whole_number(query, "limit", 50),
             query.get("after") or None,
             query.get("before") or None,
+            identity=who(request),
         )
         return messages_page(messages)
 
     async def room(request: Request) -> Response:
-        info = await manager.room(request.path_params["roomId"])
+        info = await manager.room(request.path_params["roomId"], identity=who(request))
         return JSONResponse(info.to_dict())
 
     async def rooms(request: Request) -> Response:
         query = request.query_params
         limit = whole_number(query, "limit", DEFAULT_ROOM_PAGE)
-        page = await manager.rooms(limit, query.get("after") or None)
+        page = await manager.rooms(limit, query.get("after") or None, identity=who(request))
         return JSONResponse(page.to_dict())
 
     async def delete(request: Request) -> Response:
-        await manager.delete(request.path_params["roomId"])
+        await manager.delete(request.path_params["roomId"], identity=who(request))
         return JSONResponse({"success": True})
 
     async def healthz(request: Request) -> Response:
@@ -94,6 +103,8 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
             Route("/metrics", metrics_endpoint(manager), methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
             Route("/docs", docs, methods=["GET"]),
+            Mount("/static", StaticFiles(directory=_STATIC), name="static"),  # /docs's script and style
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[browser_safety(settings, streams=("/api/stream/",))],
     )
