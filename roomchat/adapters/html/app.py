@@ -19,6 +19,7 @@ from roomchat.adapters.http.bodies import message_created, parse_object, read_bo
 from roomchat.adapters.http.errors import EXCEPTION_HANDLERS, BadRequest
 from roomchat.adapters.http.identity import identify
 from roomchat.adapters.http.sse import EventStream, resume_id
+from roomchat.adapters.http.websocket import websocket_routes
 from roomchat.core import BackendUnavailable, Manager, ValidationError, validation
 from roomchat.core.identity import Identity
 
@@ -146,6 +147,7 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
             Route("/room/{roomId}", delete, methods=["DELETE"]),
             Route("/room/{roomId}/info", room_info, methods=["GET"]),
             Route("/stream/{roomId}", stream, methods=["GET"]),
+            *websocket_routes("/ws", manager, settings),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         exception_handlers={**EXCEPTION_HANDLERS, HTTPException: http_error},

@@ -46,14 +46,14 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
 
 
-def parse_object(body: bytes) -> dict[str, Any]:
+def parse_object(body: bytes, what: str = "body") -> dict[str, Any]:
     try:
         # UTF-8 only (json.loads would guess UTF-16/32 from bytes) and no NaN/Infinity.
         value = json.loads(body.decode("utf-8"), parse_constant=_not_json)
     except (ValueError, RecursionError):
-        raise BadRequest(400, "body must be a well-formed JSON object") from None
+        raise BadRequest(400, f"{what} must be a well-formed JSON object") from None
     if not isinstance(value, dict):
-        raise BadRequest(400, "body must be a JSON object")
+        raise BadRequest(400, f"{what} must be a JSON object")
     return value
 
 

@@ -22,6 +22,7 @@ from roomchat.adapters.http.errors import EXCEPTION_HANDLERS
 from roomchat.adapters.http.identity import identify
 from roomchat.adapters.http.metrics import metrics_endpoint
 from roomchat.adapters.http.sse import EventStream, resume_id
+from roomchat.adapters.http.websocket import websocket_routes
 from roomchat.adapters.rest.openapi import OPENAPI
 from roomchat.core import Manager, validation
 from roomchat.core.errors import ValidationError
@@ -96,6 +97,7 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
             Route("/api/room/{roomId}/messages", history, methods=["GET"]),
             Route("/api/stream/{roomId}", stream, methods=["GET"]),
             Route("/api/rooms", rooms, methods=["GET"]),
+            *websocket_routes("/api/ws", manager, settings),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint(manager), methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),

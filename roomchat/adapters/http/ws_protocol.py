@@ -1,0 +1,68 @@
+"""uvicorn's sans-I/O WebSocket protocol, with a way to write ready-made frames.
+
+Why this one, measured with `roomchat bench` on this project's 2-core machine
+(see docs/websocket.md): uvicorn's `websockets` protocol (websockets' legacy
+asyncio implementation) runs three tasks per connection, and its ASGI `send`
+builds and writes one frame per call, each awaiting a drain; `wsproto` also
+frames per call. A room's message must instead reach a connection as bytes
+built once for every listener (server frames are unmasked, so they are the
+same for all) and everything pending for a connection must go out in one
+write, as on the SSE fast path. The sans-I/O protocol keeps no task of its
+own, parses and answers the client's frames (ping, close, size limit: 1009)
+and sends keepalive pings; the endpoint (roomchat.adapters.http.websocket)
+writes its frames straight to the socket through `write`, beneath ASGI.
+The handshake, the client's frames and the closing handshake stay ASGI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from roomchat.adapters.http.ws_frames import GOING_AWAY
+
+
+class RoomchatWebSocketProtocol(WebSocketsSansIOProtocol):
+    """Pass as `uvicorn.Config(ws=RoomchatWebSocketProtocol)`.
+
+    Relies on these internals of uvicorn 0.5x's sans-I/O protocol: `transport`,
+    `conn` (websockets' ServerProtocol), `close_sent`, `writable`, `queue`,
+    `stop_keepalive`, `close_timer`, `handshake_complete`, `send_500_response`.
+    """
+
+    # Called when the socket takes writes again after being full: the endpoint
+    # then writes what piled up meanwhile.
+    on_writable: Callable[[], None] | None = None
+
+    @property
+    def open(self) -> bool:
+        """Frames may be written: the handshake is done and no close was sent or seen."""
+        return self.handshake_complete and not self.close_sent and not self.transport.is_closing()
+
+    @property
+    def full(self) -> bool:
+        """The socket's buffer is past its high-water mark: write nothing more for now."""
+        return not self.writable.is_set()
+
+    def write(self, data: bytes) -> None:
+        """Write whole frames as they are; dropped once the connection is closing."""
+        if self.open:
+            self.transport.write(data)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.on_writable is not None:
+            self.on_writable()
+
+    def shutdown(self) -> None:
+        """The server is stopping: close with 1001 (going away), not uvicorn's 1012."""
+        if self.close_sent or not self.handshake_complete:
+            super().shutdown()
+            return
+        self.stop_keepalive()
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": GOING_AWAY})
+        self.conn.send_close(GOING_AWAY, "server stopping")
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.transport.close()
