@@ -8,7 +8,7 @@ from collections import deque
 from roomchat.core.errors import Overloaded
 from roomchat.core.limits import TokenBuckets
 from roomchat.core.message import Message, format_time, id_key
-from roomchat.core.ports import BackendSettings, BackendSink, Replay
+from roomchat.core.ports import KEY_TTL, BackendSettings, BackendSink, Posted, Replay
 
 
 class MemoryBackend:
@@ -27,6 +27,9 @@ class MemoryBackend:
         self._buckets = TokenBuckets()
         self._rooms: dict[str, deque[Message]] = {}
         self._subscribed: set[str] = set()
+        # Idempotency keys by room: (userId, key) -> message, in the order stored; a
+        # key is forgotten once its message has left history (or after KEY_TTL).
+        self._keys: dict[str, dict[tuple[str, str], Message]] = {}
         self._last = (0, 0)
         self._sink: BackendSink | None = None
 
@@ -48,6 +51,30 @@ class MemoryBackend:
         if room_id in self._subscribed and self._sink is not None:
             self._sink.message(message)
         return message
+
+    async def publish_once(self, room_id: str, user_id: str, text: str, key: str) -> Posted:
+        """Atomic here for free: nothing between the key's check and its store awaits."""
+        keys = self._keys.get(room_id)
+        if keys is not None:
+            self._forget_keys(room_id, keys)
+            earlier = keys.get((user_id, key))
+            if earlier is not None:
+                if earlier.key[0] > (time.time() - KEY_TTL) * 1000:
+                    return Posted(earlier, replayed=True)
+                del keys[(user_id, key)]  # so the new one goes last, in id order
+        message = await self.publish(room_id, user_id, text)
+        self._keys.setdefault(room_id, {})[(user_id, key)] = message
+        return Posted(message)
+
+    def _forget_keys(self, room_id: str, keys: dict[tuple[str, str], Message]) -> None:
+        """Drop the keys whose messages left history: the oldest come first."""
+        room = self._rooms.get(room_id)
+        oldest = room[0].key if room else None
+        while keys:
+            first, message = next(iter(keys.items()))
+            if oldest is not None and message.key >= oldest:
+                return
+            del keys[first]
 
     def _next_id(self) -> tuple[int, int]:
         now = time.time_ns() // 1_000_000
@@ -88,6 +115,7 @@ class MemoryBackend:
 
     async def delete(self, room_id: str) -> None:
         self._rooms.pop(room_id, None)
+        self._keys.pop(room_id, None)
         if self._sink is not None:
             self._sink.deleted(room_id)
 

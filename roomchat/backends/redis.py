@@ -27,11 +27,12 @@ from redis.exceptions import RedisError, ResponseError
 
 from roomchat.core.errors import BackendUnavailable, Overloaded
 from roomchat.core.message import Message, format_time, id_key
-from roomchat.core.ports import BackendSettings, BackendSink, Replay
+from roomchat.core.ports import KEY_TTL, BackendSettings, BackendSink, Posted, Replay
 
 ROOM_PREFIX = "roomchat:room:"
 ROOMS = "roomchat:rooms"  # set of rooms that have history
 BUCKET_PREFIX = "roomchat:rate:"  # a token bucket per user or client IP: {tokens, at}
+KEY_PREFIX = "roomchat:key:"  # an idempotency key: "<message id> <text>", for KEY_TTL seconds
 DELETED = "roomchat:deleted"  # pub/sub channel: {"roomId", "node"}
 TOMBSTONE_TTL = 86_400  # seconds a deleted room's empty stream keeps its last id
 BLOCK_MS = 5_000  # longest XREAD block; a subscribe wakes the reader at once
@@ -67,6 +68,7 @@ class RedisBackend:
         self._reader_conn: AbstractConnection | None = None
         self._reader_id: int | None = None
         self._pubsub: PubSub | None = None
+        self._once: Any = None  # the _PUBLISH_ONCE script, registered at start
         self._tasks: list[asyncio.Task[None]] = []
         self._waker: asyncio.Task[None] | None = None
         # Rooms this process listens to -> the last id delivered (or the start position).
@@ -92,6 +94,7 @@ class RedisBackend:
             # One immediate retry on a broken pooled connection (Redis restarted), none on timeouts.
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
+        self._once = self._redis.register_script(_PUBLISH_ONCE)
         self._reader_pool = ConnectionPool.from_url(
             self._url,
             protocol=2,
@@ -162,6 +165,23 @@ class RedisBackend:
         if self._max_rooms and len(self._known_rooms) < self._max_rooms:
             self._known_rooms.add(room_id)
         return _message(room_id, str(results[0]), user_id, text)
+
+    async def publish_once(self, room_id: str, user_id: str, text: str, key: str) -> Posted:
+        """One Lua script stores the message and its key, or answers the message stored under it.
+
+        Redis runs a script whole or not at all, so a post whose answer was lost (a
+        timeout while Redis stalled, which then stored it) is found by its retry on
+        any process, and a retry racing the first post cannot store a second copy.
+        """
+        if self._max_rooms and room_id not in self._known_rooms:
+            await self._check_room_count(room_id)
+        self._client()  # BackendUnavailable before start
+        keys = [ROOM_PREFIX + room_id, ROOMS, _key_name(room_id, user_id, key)]
+        args = [self._history, user_id, text, room_id, KEY_TTL]
+        stored, entry_id, first_text = await self._call(self._once(keys=keys, args=args), "store the message")
+        if self._max_rooms and len(self._known_rooms) < self._max_rooms:
+            self._known_rooms.add(room_id)
+        return Posted(_message(room_id, str(entry_id), user_id, str(first_text)), replayed=not int(stored))
 
     async def _check_room_count(self, room_id: str) -> None:
         """Overloaded if adding `room_id` would pass `max_rooms` (a new room may race past it by a few)."""
@@ -477,6 +497,27 @@ redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
 return tostring(wait)
 """
+
+
+# `publish` and the idempotency key in one step: the key's value is the first
+# message's id and text, so a retry answers it even once it has left history.
+_PUBLISH_ONCE = """
+local first = redis.call('GET', KEYS[3])
+if first then
+  local space = string.find(first, ' ', 1, true)
+  return {0, string.sub(first, 1, space - 1), string.sub(first, space + 1)}
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'userId', ARGV[2], 'text', ARGV[3])
+redis.call('PERSIST', KEYS[1])
+redis.call('SADD', KEYS[2], ARGV[4])
+redis.call('SET', KEYS[3], id .. ' ' .. ARGV[3], 'EX', ARGV[5])
+return {1, id, ARGV[3]}
+"""
+
+
+def _key_name(room_id: str, user_id: str, key: str) -> str:
+    """Where an idempotency key lives; the user's length keeps user and key apart."""
+    return f"{KEY_PREFIX}{room_id}:{len(user_id)}:{user_id}:{key}"
 
 
 def _message(room_id: str, entry_id: str, user_id: str, text: str) -> Message:

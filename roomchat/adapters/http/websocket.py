@@ -225,9 +225,11 @@ class _Connection:
         text = text_field(frame)
         if not isinstance(text, str):
             raise ValidationError("text", "text is required and must be a string")
-        message = await self._manager.submit(room_id, frame.get("userId"), text, identity=self._who())
-        ref = dumps(_ref(frame))
-        await self._send(text_frame(b'{"type":"ack","ref":%s,"message":%s}' % (ref, message.encode(to_json))))
+        user, key = frame.get("userId"), frame.get("key")
+        posted = await self._manager.submit_once(room_id, user, text, key=key, identity=self._who())
+        ref, message = dumps(_ref(frame)), posted.message.encode(to_json)
+        replayed = b',"replayed":true' if posted.replayed else b""
+        await self._send(text_frame(b'{"type":"ack","ref":%s,"message":%s%s}' % (ref, message, replayed)))
 
     def _who(self) -> Identity:
         """The connection's identity, unless its token has expired since."""

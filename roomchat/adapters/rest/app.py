@@ -11,7 +11,8 @@ from starlette.routing import Route
 
 from roomchat.adapters import AdapterSettings
 from roomchat.adapters.http.bodies import (
-    message_created,
+    idempotency_key,
+    message_posted,
     messages_page,
     parse_object,
     read_body,
@@ -43,8 +44,9 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
         text = text_field(body)
         if not isinstance(text, str):
             raise ValidationError("text", "text is required and must be a string")
-        message = await manager.submit(request.path_params["roomId"], user, text, identity=identity)
-        return message_created(message)
+        room_id, key = request.path_params["roomId"], idempotency_key(request)
+        posted = await manager.submit_once(room_id, user, text, key=key, identity=identity)
+        return message_posted(posted)
 
     async def stream(request: Request) -> Response:
         room_id = request.path_params["roomId"]

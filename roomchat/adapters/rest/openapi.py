@@ -21,6 +21,14 @@ _ROOM = {
     "required": True,
     "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
 }
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "1-64 printable ASCII characters. A retry with the same key (same user and room, "
+    "within 24 h) stores nothing and answers the first message: 200 and `Idempotent-Replayed: true`.",
+    "schema": {"type": "string", "pattern": "^[ -~]{1,64}$"},
+}
 _ERRORS = {
     "400": _json(_ref("Error"), "Malformed JSON"),
     "413": _json(_ref("Error"), "Body larger than 64 KiB"),
@@ -44,7 +52,12 @@ OPENAPI: dict[str, Any] = {
                     "required": True,
                     "content": {"application/json": {"schema": _ref("NewMessage")}},
                 },
-                "responses": {"201": _json(_ref("Posted"), "Stored and broadcast"), **_ERRORS},
+                "parameters": [_IDEMPOTENCY_KEY],
+                "responses": {
+                    "201": _json(_ref("Posted"), "Stored and broadcast"),
+                    "200": _json(_ref("Posted"), "A retry: the first post with this Idempotency-Key"),
+                    **_ERRORS,
+                },
             },
             "get": {
                 "summary": "Room info",
