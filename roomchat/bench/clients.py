@@ -32,6 +32,11 @@ class Target:
     post_path: str = "/api/room/{room}"
     stream_path: str = "/api/stream/{room}"
     text_field: str = "text"
+    rooms: int = 1  # a WebSocket listener subscribes to this many rooms; posts go round them
+
+    @property
+    def room_ids(self) -> list[str]:
+        return [self.room] if self.rooms == 1 else [f"{self.room}-{i}" for i in range(self.rooms)]
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -177,8 +182,12 @@ class _HttpPublisher:
 
     def __init__(self, target: Target, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         host, port = target.host_port
-        path = target.post_path.format(room=quote(target.room, safe=""))
-        self._head = f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        self._heads = [
+            f"POST {target.post_path.format(room=quote(room, safe=''))} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            "Content-Type: application/json\r\n".encode()
+            for room in target.room_ids
+        ]
+        self._posted = 0
         self._user = json.dumps(target.user)
         self._field = json.dumps(target.text_field)
         self._reader = reader
@@ -186,7 +195,9 @@ class _HttpPublisher:
 
     async def post(self, text: str) -> None:
         body = f'{{"userId":{self._user},{self._field}:{json.dumps(text)}}}'.encode()
-        self._writer.write(b"%sContent-Length: %d\r\n\r\n%s" % (self._head.encode(), len(body), body))
+        head = self._heads[self._posted % len(self._heads)]  # round the rooms, one post each
+        self._posted += 1
+        self._writer.write(b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body))
         head = await self._reader.readuntil(b"\r\n\r\n")
         length = 0
         for line in head.split(b"\r\n"):
@@ -253,4 +264,10 @@ def _grpc() -> BenchClient:
     return client
 
 
-CLIENTS: dict[str, Callable[[], BenchClient]] = {"sse": _sse, "grpc": _grpc}
+def _ws() -> BenchClient:
+    module = importlib.import_module("roomchat.bench.ws_client")
+    client: BenchClient = module.WsClient()
+    return client
+
+
+CLIENTS: dict[str, Callable[[], BenchClient]] = {"sse": _sse, "grpc": _grpc, "ws": _ws}

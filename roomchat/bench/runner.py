@@ -50,6 +50,7 @@ class Plan:
     text_field: str = "text"
     server_args: tuple[str, ...] = ()
     pin: bool = False  # server on the first core, the client on the others
+    rooms: int = 1  # rooms each WebSocket listener subscribes to; posts go round them
 
 
 @dataclass
@@ -237,7 +238,8 @@ def run(plan: Plan, progress: Progress) -> Outcome:
 
 def _run(plan: Plan, client: BenchClient, url: str, pid: int | None, progress: Progress) -> Outcome:
     target = Target(
-        url, f"bench-{uuid.uuid4().hex[:12]}", "bench", plan.post_path, plan.stream_path, plan.text_field
+        url, f"bench-{uuid.uuid4().hex[:12]}", "bench", plan.post_path, plan.stream_path, plan.text_field,
+        plan.rooms,
     )
     server = _Server(pid)
     if plan.pin:
