@@ -16,7 +16,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 from urllib.parse import quote, urlsplit
 
 from roomchat.bench.tally import LAGGED, Sink
@@ -83,6 +83,7 @@ class StalledStream(Protocol):
 
 
 STALLED_RCVBUF = 8192  # bytes
+_P = TypeVar("_P", bound=asyncio.Protocol)
 
 # -- SSE over raw HTTP/1.1 ---------------------------------------------------------
 
@@ -126,13 +127,28 @@ class _SseProtocol(asyncio.Protocol):
             self.ended()
 
 
-class _SseStream:
-    def __init__(self, protocol: _SseProtocol) -> None:
+class AbortingStream:
+    """A stream closed by aborting its protocol's transport."""
+
+    def __init__(self, protocol: asyncio.Protocol) -> None:
         self._protocol = protocol
 
     def close(self) -> None:
-        if self._protocol.transport is not None:
-            self._protocol.transport.abort()
+        transport = getattr(self._protocol, "transport", None)
+        if transport is not None:
+            transport.abort()
+
+
+async def connect_small_window(host: str, port: int, factory: Callable[[], _P]) -> _P:
+    """A connection with a small receive window, as a slow client far away has: the
+    server's buffers fill, not ours."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RCVBUF)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, (host, port))
+    _, protocol = await loop.create_connection(factory, sock=sock)
+    return protocol
 
 
 class _StalledSse:
@@ -233,17 +249,11 @@ class SseClient:
             lambda: _SseProtocol(self._request(target), sink, ended), host, port
         )
         await protocol.ready
-        return _SseStream(protocol)
+        return AbortingStream(protocol)
 
     async def stalled(self, target: Target) -> StalledStream:
         host, port = target.host_port
-        loop = asyncio.get_running_loop()
-        # A small receive window, as a slow client far away has: the server's buffers fill, not ours.
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RCVBUF)
-        sock.setblocking(False)
-        await loop.sock_connect(sock, (host, port))
-        _, protocol = await loop.create_connection(lambda: _StalledProtocol(self._request(target)), sock=sock)
+        protocol = await connect_small_window(host, port, lambda: _StalledProtocol(self._request(target)))
         await protocol.ready
         return _StalledSse(protocol)
 

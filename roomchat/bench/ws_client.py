@@ -13,18 +13,18 @@ import base64
 import contextlib
 import json
 import os
-import socket
 import struct
 import time
 from collections.abc import Callable
 
 from roomchat.bench.clients import (
-    STALLED_RCVBUF,
+    AbortingStream,
     Publisher,
     SseClient,
     StalledStream,
     Stream,
     Target,
+    connect_small_window,
 )
 from roomchat.bench.tally import LAGGED_WS, Sink
 
@@ -130,15 +130,6 @@ class _WsProtocol(asyncio.Protocol):
             self.ended()
 
 
-class _WsStream:
-    def __init__(self, protocol: _WsProtocol) -> None:
-        self._protocol = protocol
-
-    def close(self) -> None:
-        if self._protocol.transport is not None:
-            self._protocol.transport.abort()
-
-
 class _StalledWs:
     """A connection that stops reading once subscribed: the kernel buffers fill, then the server's."""
 
@@ -176,16 +167,11 @@ class WsClient:
         loop = asyncio.get_running_loop()
         _, protocol = await loop.create_connection(lambda: _WsProtocol(target, sink, ended), host, port)
         await protocol.ready
-        return _WsStream(protocol)
+        return AbortingStream(protocol)
 
     async def stalled(self, target: Target) -> StalledStream:
         host, port = target.host_port
-        loop = asyncio.get_running_loop()
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RCVBUF)
-        sock.setblocking(False)
-        await loop.sock_connect(sock, (host, port))
-        _, protocol = await loop.create_connection(lambda: _WsProtocol(target, None, lambda: None), sock=sock)
+        protocol = await connect_small_window(host, port, lambda: _WsProtocol(target, None, lambda: None))
         await protocol.ready
         stalled = _StalledWs(protocol)
         assert protocol.transport is not None
