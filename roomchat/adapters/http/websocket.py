@@ -108,13 +108,22 @@ async def _refuse(send: Send, status: int, message: str, headers: list[tuple[byt
 
 
 class _Subscription:
-    __slots__ = ("closed", "context", "listener", "marked")
+    __slots__ = ("closed", "connection", "context", "listener", "marked")
 
-    def __init__(self, context: AbstractAsyncContextManager[Listener], listener: Listener) -> None:
+    def __init__(
+        self, connection: _Connection, context: AbstractAsyncContextManager[Listener], listener: Listener
+    ) -> None:
+        self.connection = connection
         self.context = context
         self.listener = listener
         self.marked = False  # waiting in the connection's `_marked`
         self.closed = False  # ended here; its context is being left
+
+    def mark(self) -> None:
+        """The listener's `notify`, on the hot path: once per flush it tells the connection."""
+        if not self.marked:
+            self.marked = True
+            self.connection.mark(self)
 
     async def leave(self) -> None:
         await self.context.__aexit__(None, None, None)
@@ -176,7 +185,7 @@ class _Connection:
     async def _send(self, frame: bytes) -> None:
         """An answer, written in order; while the socket is full, the client's frames wait too."""
         protocol = self._protocol
-        if protocol.full:
+        if protocol.paused:
             await protocol.writable.wait()
         protocol.write(frame)
 
@@ -201,15 +210,15 @@ class _Connection:
             raise BadRequest(429, f"at most {MAX_ROOMS} rooms per connection")
         context = self._manager.listen(room_id, last_id or None, transport=TRANSPORT, identity=self._who())
         listener = await context.__aenter__()
-        subscription = self._rooms[room_id] = _Subscription(context, listener)
+        subscription = self._rooms[room_id] = _Subscription(self, context, listener)
         # `subscribed` (and `gap`) go out before anything of the room: the listener
         # only marks the connection once they are written.
         answer = control("subscribed", roomId=room_id)
         if listener.gap is not None:
             answer += gap_frame(room_id, listener.gap)
         await self._send(answer)
-        listener.notify = lambda: self._mark(subscription)
-        self._mark(subscription)
+        listener.notify = subscription.mark
+        subscription.mark()
 
     async def _unsubscribe(self, frame: dict[str, Any]) -> None:
         room_id = _string(frame, "roomId")
@@ -240,12 +249,10 @@ class _Connection:
 
     # -- room messages, written beneath ASGI ------------------------------------
 
-    def _mark(self, subscription: _Subscription) -> None:
-        """A listener's `notify`: something to write, or it ended. Never awaits."""
-        if not subscription.marked:
-            subscription.marked = True
-            self._marked.append(subscription)
-        if not self._scheduled and not self._protocol.full:
+    def mark(self, subscription: _Subscription) -> None:
+        """A subscription has something to write, or it ended. Never awaits."""
+        self._marked.append(subscription)
+        if not self._scheduled and not self._protocol.paused:
             self._scheduled = True
             self._flusher.add(self)
 
@@ -258,7 +265,7 @@ class _Connection:
         """Everything every marked subscription has pending, in one write."""
         self._scheduled = False
         protocol = self._protocol
-        if protocol.full or not protocol.open:
+        if protocol.paused or not protocol.open:
             return  # resumed by `_writable`, or the connection is going and `close` ends it all
         marked, self._marked = self._marked, []
         frames: list[bytes] = []
@@ -274,7 +281,7 @@ class _Connection:
                 frames.append(end_frame(listener))
                 self._end(subscription)
         if frames:
-            protocol.write(b"".join(frames))
+            protocol.transport.write(b"".join(frames))  # `open` was checked above
 
     def hang_up(self) -> None:
         self._protocol.transport.abort()  # the client's reader sees the disconnect and `close` runs

@@ -34,24 +34,27 @@ class RoomchatWebSocketProtocol(WebSocketsSansIOProtocol):
     # Called when the socket takes writes again after being full: the endpoint
     # then writes what piled up meanwhile.
     on_writable: Callable[[], None] | None = None
+    # The socket's buffer is past its high-water mark: write nothing more for now.
+    # (A plain attribute, read on every push: `writable.is_set()` is a call.)
+    paused = False
 
     @property
     def open(self) -> bool:
         """Frames may be written: the handshake is done and no close was sent or seen."""
         return self.handshake_complete and not self.close_sent and not self.transport.is_closing()
 
-    @property
-    def full(self) -> bool:
-        """The socket's buffer is past its high-water mark: write nothing more for now."""
-        return not self.writable.is_set()
-
     def write(self, data: bytes) -> None:
         """Write whole frames as they are; dropped once the connection is closing."""
         if self.open:
             self.transport.write(data)
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.paused = True
+
     def resume_writing(self) -> None:
         super().resume_writing()
+        self.paused = False
         if self.on_writable is not None:
             self.on_writable()
 
