@@ -116,13 +116,14 @@ class _Subscription:
         self.connection = connection
         self.context = context
         self.listener = listener
-        self.marked = False  # waiting in the connection's `_marked`
+        self.marked = False  # waiting in the connection's `marked`
         self.closed = False  # ended here; its context is being left
 
     def mark(self) -> None:
         """The listener's `notify`, on the hot path: once per flush it marks the connection.
 
-        `_Connection.mark` inlined: a call less per push, measured at ~1 µs a delivery.
+        Never awaits, copies or encodes. The connection's part is inlined here: one
+        call per push, as on the SSE fast path (a second call measured ~1 µs a delivery).
         """
         if not self.marked:
             self.marked = True
@@ -148,8 +149,8 @@ class _Connection:
         self._identity = identity
         self._address = address
         self._rooms: dict[str, _Subscription] = {}
-        self.marked: list[_Subscription] = []
-        self.scheduled = False
+        self.marked: list[_Subscription] = []  # subscriptions with something to write
+        self.scheduled = False  # the flusher will call `flush` this loop turn
         self.flusher = flusher()
         self._leaving: set[asyncio.Task[None]] = set()
         protocol.on_writable = self._writable
