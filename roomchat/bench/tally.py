@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 MARK = re.compile(rb"~(\d+):(\d+)~")
 BUCKET_SHIFT = 13  # latency histogram buckets of 8.192 µs
 LAGGED = b"event: lagged"
+LAGGED_WS = b'"type":"lagged"'
 
 
 def marker(seq: int, sent_ns: int) -> str:
@@ -63,7 +64,7 @@ class Sink:
         self._rest = buf[cut:]
         if not cut:
             return
-        if LAGGED in buf:
+        if LAGGED in buf or LAGGED_WS in buf:
             self.lagged = True
         marks = MARK.findall(buf, 0, cut)
         tally = self.tally
