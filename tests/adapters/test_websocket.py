@@ -298,3 +298,16 @@ async def test_under_jwt_a_room_expires_with_its_token_and_the_connection_stays(
             assert (await ws.ask(type="auth", token=token()))["type"] == "authenticated"
             await ws.subscribe("lobby")
 
+
+
+@pytest.mark.parametrize("adapter", ["rest", "html"])
+async def test_a_page_on_another_origin_cannot_open_the_websocket(adapter: str) -> None:
+    """A cross-site page would ride the visitor's `roomchat_token` cookie: refused at the upgrade."""
+    path = "/api/ws" if adapter == "rest" else "/ws"
+    async with serve(adapter) as running:
+        with pytest.raises(InvalidStatus) as refused:
+            async with ws_connect(running.url(adapter), path=path, origin="https://evil.example"):
+                pass
+        assert refused.value.response.status_code == 403
+        async with ws_connect(running.url(adapter), path=path, origin=running.url(adapter)) as ws:
+            assert await ws.ask(type="ping") == {"type": "pong"}  # its own pages still may
