@@ -116,6 +116,15 @@ def serve(
             help="An origin whose pages may post and delete (repeatable).",
         ),
     ] = None,
+    presence_heartbeat: Annotated[
+        float,
+        typer.Option(
+            envvar=_env("PRESENCE_HEARTBEAT"),
+            min=0.05,
+            max=7.0,
+            help="Seconds between presence heartbeats; a dead process's users leave within about 4.",
+        ),
+    ] = 5.0,
 ) -> None:
     """Serve the chosen adapters (all of them by default) in one process."""
     found = available()
@@ -139,7 +148,10 @@ def serve(
             flush=True,
         )
     try:
-        service = build_service(ServiceSettings(backend, history, max_text, buffer, auth=authenticator))
+        service_settings = ServiceSettings(
+            backend, history, max_text, buffer, auth=authenticator, presence_heartbeat=presence_heartbeat
+        )
+        service = build_service(service_settings)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     adapters: dict[str, Adapter] = {}

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Mapping, Sequence
 
 from roomchat.core.errors import Overloaded
 from roomchat.core.limits import TokenBuckets
 from roomchat.core.message import Message, format_time, id_key
 from roomchat.core.ports import BackendSettings, BackendSink, Replay
+from roomchat.core.presence import PresencePart
 
 
 class MemoryBackend:
@@ -99,3 +101,13 @@ class MemoryBackend:
 
     async def ping(self) -> bool:
         return True
+
+    # One process: no other process's presence to share with or read.
+
+    async def share_presence(
+        self, parts: Mapping[str, PresencePart | None], ttl: float, changed: bool
+    ) -> None:
+        return None
+
+    async def presence(self, room_ids: Sequence[str]) -> dict[str, list[PresencePart]]:
+        return {}

@@ -7,6 +7,7 @@ from roomchat.core.errors import BackendUnavailable, RoomchatError, ValidationEr
 from roomchat.core.listener import EndReason, Gap, Listener
 from roomchat.core.message import Codec, Message, to_json
 from roomchat.core.ports import Backend, BackendSink, Manager, Replay, RoomInfo, Stats
+from roomchat.core.presence import PresenceNote, RoomPresence
 from roomchat.core.service import RoomService
 
 __all__ = [
@@ -19,8 +20,10 @@ __all__ = [
     "Listener",
     "Manager",
     "Message",
+    "PresenceNote",
     "Replay",
     "RoomInfo",
+    "RoomPresence",
     "RoomService",
     "RoomchatError",
     "Stats",

@@ -71,18 +71,38 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": _json(_ref("Page"), "Messages"), "422": _ERRORS["422"]},
             },
         },
+        "/api/room/{roomId}/presence": {
+            "parameters": [_ROOM],
+            "get": {
+                "summary": "Who is listening, on every process",
+                "responses": {"200": _json(_ref("Presence"), "Presence"), "422": _ERRORS["422"]},
+            },
+        },
         "/api/stream/{roomId}": {
             "parameters": [_ROOM],
             "get": {
                 "summary": "Live messages as server-sent events",
                 "description": (
-                    "Events: `message` (id, data: message JSON), `gap`, `deleted`, `lagged`; "
+                    "Events: `message` (id, data: message JSON), `gap`, `deleted`, `lagged`, "
+                    "`presence` (with `presence=1`); "
                     "`: keepalive` comments on idle streams. Resume with the `Last-Event-ID` "
                     "header or the `lastEventId` query parameter."
                 ),
                 "parameters": [
                     {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
                     {"name": "lastEventId", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "userId",
+                        "in": "query",
+                        "description": "Who listens, for presence (`--auth jwt`: the token's `sub`)",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "presence",
+                        "in": "query",
+                        "description": "1: also `presence` events, at most one a second",
+                        "schema": {"type": "string", "enum": ["0", "1"]},
+                    },
                 ],
                 "responses": {
                     "200": {
@@ -150,6 +170,24 @@ OPENAPI: dict[str, Any] = {
                     "roomId": {"type": "string"},
                     "listeners": {"type": "integer"},
                     "lastId": {"type": "string", "nullable": True},
+                },
+            },
+            "Presence": {
+                "type": "object",
+                "properties": {
+                    "roomId": {"type": "string"},
+                    "users": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "userId": {"type": "string"},
+                                "connections": {"type": "integer"},
+                                "since": {"type": "string", "description": "RFC 3339: first connection"},
+                            },
+                        },
+                    },
+                    "anonymous": {"type": "integer"},
                 },
             },
             "Success": {"type": "object", "properties": {"success": {"type": "boolean"}}},
