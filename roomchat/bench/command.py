@@ -35,6 +35,9 @@ def bench(
         None
     ),
     pin: Annotated[bool, typer.Option(help="Server on the first core, the client on the others.")] = False,
+    presence: Annotated[
+        bool, typer.Option(help="sse: each listener a user of its own, with presence events (?presence=1).")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the figures as JSON, not a table.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
 ) -> None:
@@ -47,10 +50,13 @@ def bench(
         raise typer.BadParameter(f"--transport must be one of {', '.join(CLIENTS)}")
     if pid is not None and url is None:
         raise typer.BadParameter("--pid goes with --url")
+    if presence and transport != "sse":
+        raise typer.BadParameter("--presence goes with --transport sse")
     plan = Plan(
         transport=transport, listeners=listeners, messages=messages, rate=rate, publishers=publishers,
         size=size, stalled=stalled, workers=workers, drain=drain, url=url, pid=pid, post_path=post_path,
         stream_path=stream_path, text_field=text_field, server_args=tuple(server_arg or ()), pin=pin,
+        presence=presence,
     )
     try:
         with _Bar(progress) as show:
