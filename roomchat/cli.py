@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
+import re
 import sys
 from typing import Annotated, NoReturn
 
@@ -15,11 +17,16 @@ except ImportError:  # pragma: no cover
 
 from roomchat import __version__, logs
 from roomchat.adapters import Adapter, AdapterSettings
-from roomchat.adapters.registry import AdapterEntry, available
+from roomchat.adapters.http.identity import trusted_networks
+from roomchat.adapters.registry import available
+from roomchat.backends import registry as backend_registry
 from roomchat.bench.command import bench
 from roomchat.bootstrap import ServiceSettings, build_service
 from roomchat.core import BackendUnavailable, ValidationError, validation
 from roomchat.core.identity import Authenticator, OpenAuthenticator
+from roomchat.core.limits import Limits
+from roomchat.descriptors import Budget, raise_open_file_limit
+from roomchat.plugins import listing
 from roomchat.runner import StartupError, run_forever
 from roomchat.tokens import JwtAuthenticator, mint
 
@@ -51,7 +58,12 @@ def serve(
         typer.Option("--port", envvar=_env("PORT"), help="NAME=PORT (repeatable); 0 picks a free port."),
     ] = None,
     backend: Annotated[
-        str, typer.Option(envvar=_env("BACKEND"), help="memory or redis://HOST:PORT/DB")
+        str,
+        typer.Option(
+            envvar=_env("BACKEND"),
+            help="memory, sqlite:///PATH (history survives a restart) or redis://HOST:PORT/DB; "
+            "see `roomchat backends`.",
+        ),
     ] = "memory",
     history: Annotated[
         int, typer.Option(envvar=_env("HISTORY"), min=1, help="Messages kept per room.")
@@ -116,6 +128,47 @@ def serve(
             help="An origin whose pages may post and delete (repeatable).",
         ),
     ] = None,
+    rate: Annotated[
+        float,
+        typer.Option(
+            envvar=_env("RATE"), min=0, metavar="PER_SECOND", help="Posts a second per user or IP; 0: off."
+        ),
+    ] = 0.0,
+    max_streams: Annotated[
+        str,
+        typer.Option(
+            envvar=_env("MAX_STREAMS"),
+            metavar="auto|N",
+            help="Open streams in this process; auto: what the open-file limit allows.",
+        ),
+    ] = "auto",
+    max_streams_per_ip: Annotated[
+        int,
+        typer.Option(
+            envvar=_env("MAX_STREAMS_PER_IP"), min=0, metavar="N", help="Open streams per client IP; 0: off."
+        ),
+    ] = 0,
+    trust_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trust-proxy",
+            envvar=_env("TRUST_PROXY"),
+            metavar="CIDR",
+            help="A proxy whose X-Forwarded-For names the client (repeatable).",
+        ),
+    ] = None,
+    max_rooms: Annotated[
+        int,
+        typer.Option(envvar=_env("MAX_ROOMS"), min=0, metavar="N", help="Rooms with history; 0: no limit."),
+    ] = 100_000,
+    history_bytes: Annotated[
+        str,
+        typer.Option(
+            envvar=_env("HISTORY_BYTES"),
+            metavar="SIZE",
+            help="Bytes of history in this process (memory backend): 64MiB, 1GiB, bytes; 0: no limit.",
+        ),
+    ] = "256MiB",
     presence_heartbeat: Annotated[
         float,
         typer.Option(
@@ -139,7 +192,12 @@ def serve(
     ports = _parse_ports(port or [], names)
     authenticator = _authenticator(auth, jwt_key, jwt_issuer, jwt_audience, anonymous_read)
     origins = tuple(o for value in cors_origin or [] for o in value.split(",") if o)
+    proxies = _trusted_proxies(trust_proxy or [])
+    history_size = _size("--history-bytes", history_bytes)
+    streams = _max_streams(max_streams)
     logs.configure(log_level, log_json)
+    fds = Budget(raise_open_file_limit())
+    limits = Limits(rate, fds.streams if streams is None else streams, max_streams_per_ip)
     if auth == "none" and not _loopback(host):
         print(
             f"roomchat: warning: serving {host} with --auth none: anyone who can reach it"
@@ -148,10 +206,19 @@ def serve(
             flush=True,
         )
     try:
-        service_settings = ServiceSettings(
-            backend, history, max_text, buffer, auth=authenticator, presence_heartbeat=presence_heartbeat
+        service = build_service(
+            ServiceSettings(
+                backend,
+                history,
+                max_text,
+                buffer,
+                auth=authenticator,
+                limits=limits,
+                max_rooms=max_rooms,
+                history_bytes=history_size,
+                presence_heartbeat=presence_heartbeat,
+            )
         )
-        service = build_service(service_settings)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     adapters: dict[str, Adapter] = {}
@@ -167,13 +234,14 @@ def serve(
             tls_key=tls_key,
             keepalive=keepalive,
             cors_origins=origins,
+            trust_proxy=proxies,
         )
         try:
             adapters[name] = factory(service, settings)
         except Exception as exc:
             _fail(f"adapter {name!r} failed to start: {exc}")
     try:
-        run_forever(service, adapters)
+        run_forever(service, adapters, lambda: _log_budget(fds, limits.max_streams))
     except (StartupError, BackendUnavailable) as exc:
         _fail(str(exc))
 
@@ -202,6 +270,55 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def _trusted_proxies(values: list[str]) -> tuple[str, ...]:
+    cidrs = tuple(c.strip() for value in values for c in value.split(",") if c.strip())
+    try:
+        trusted_networks(cidrs)
+    except ValueError as exc:
+        raise typer.BadParameter(f"--trust-proxy takes an IP address or CIDR: {exc}") from None
+    return cidrs
+
+
+_SIZE = re.compile(r"(\d{1,15})\s*(|B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+_SIZE_UNITS |= {"kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+
+
+def _size(option: str, value: str) -> int:
+    """Bytes from `64MiB`, `1GiB`, `500MB` or a plain number of bytes."""
+    match = _SIZE.fullmatch(value.strip())
+    if match is None:
+        raise typer.BadParameter(f"{option} takes a size such as 64MiB, 1GiB or a byte count, got {value!r}")
+    return int(match[1]) * _SIZE_UNITS[match[2].lower()]
+
+
+def _max_streams(value: str) -> int | None:
+    """None for auto, else N (0: no limit)."""
+    if value.strip().lower() == "auto":
+        return None
+    if not (validation.is_whole_number(value) and len(value) <= 9):
+        raise typer.BadParameter(f"--max-streams takes auto or a whole number, got {value!r}")
+    return int(value)
+
+
+def _log_budget(fds: Budget, max_streams: int) -> None:
+    """Said once serving (a server that fails to start says one line, its reason)."""
+    log = logging.getLogger("roomchat")
+    log.info(
+        "open-file limit %d: room for %d streams and %d HTTP connections; --max-streams %s",
+        fds.limit,
+        fds.streams,
+        fds.http_connections,
+        max_streams or "0 (no limit)",
+    )
+    if not max_streams or max_streams > fds.streams:
+        log.warning(
+            "--max-streams is above what the open-file limit allows (%d): past that,"
+            " new connections are answered 503 instead",
+            fds.streams,
+        )
+
+
 def _parse_ports(values: list[str], names: list[str]) -> dict[str, int]:
     ports: dict[str, int] = {}
     for value in values:
@@ -218,10 +335,15 @@ def _parse_ports(values: list[str], names: list[str]) -> dict[str, int]:
 @app.command()
 def adapters() -> None:
     """List every adapter found: name, distribution and version."""
-    found: dict[str, AdapterEntry] = available()
-    width = max((len(n) for n in found), default=4)
-    for entry in found.values():
-        print(f"{entry.name:<{width}}  {entry.distribution} {entry.version}")
+    for row in listing(dict(available())):
+        print(row)
+
+
+@app.command()
+def backends() -> None:
+    """List every backend found, by URL scheme: scheme, distribution and version."""
+    for row in listing(dict(backend_registry.available())):
+        print(row)
 
 
 app.command()(bench)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 
 LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -22,8 +23,31 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+# A JWT (three base64url parts, the first a JSON header), a Bearer credential,
+# or the `access_token` query parameter: what `--auth jwt` must never log.
+_SECRETS = re.compile(
+    r"eyJ[\w-]*\.[\w-]*\.[\w-]*|(?<=Bearer )[^\s\"',]+"
+    r"|(?<=access_token=)[^\s&\"',]+|(?<=roomchat_token=)[^\s;\"',]+",
+    re.IGNORECASE,
+)
+
+
+class RedactTokens(logging.Filter):
+    """Rewrites any record that carries a token, whoever logged it (uvicorn, grpc, a plugin)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _SECRETS.sub("[redacted]", message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _SECRETS.sub("[redacted]", logging.Formatter().formatException(record.exc_info))
+        return True
+
+
 def configure(level: str, as_json: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactTokens())
     handler.setFormatter(
         JsonFormatter() if as_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )

@@ -57,6 +57,18 @@ async def run(
             loop.remove_signal_handler(sig)
 
 
+def _announce_all(count: int, listening: Callable[[], None] | None) -> Callable[[str, str], None]:
+    ready: set[str] = set()
+
+    def each(name: str, url: str) -> None:
+        announce(name, url)
+        ready.add(name)
+        if len(ready) == count and listening is not None:
+            listening()
+
+    return each
+
+
 def _ready_as(name: str, ready: Callable[[str, str], None]) -> Callable[[str], None]:
     return lambda url: ready(name, url)
 
@@ -78,8 +90,10 @@ def _first_failure(
     return None
 
 
-def run_forever(service: RoomService, adapters: Mapping[str, Adapter]) -> None:
-    """Run in a fresh event loop (uvloop where installed)."""
+def run_forever(
+    service: RoomService, adapters: Mapping[str, Adapter], listening: Callable[[], None] | None = None
+) -> None:
+    """Run in a fresh event loop (uvloop where installed); `listening()` once every adapter is."""
     try:
         import uvloop
 
@@ -87,5 +101,5 @@ def run_forever(service: RoomService, adapters: Mapping[str, Adapter]) -> None:
     except ImportError:  # pragma: no cover
         runner = asyncio.run
     with contextlib.suppress(KeyboardInterrupt):
-        runner(run(service, adapters))
+        runner(run(service, adapters, _announce_all(len(adapters), listening)))
     sys.stdout.flush()

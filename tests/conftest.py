@@ -5,6 +5,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+pytest.register_assert_rewrite("roomchat.testing")
+
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:

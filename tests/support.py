@@ -163,10 +163,15 @@ class Process:
 
 
 @contextlib.contextmanager
-def roomchat_process(*args: str, expect: int = 1, env: dict[str, str] | None = None) -> Iterator[Process]:
-    """`roomchat serve ARGS` as a subprocess; waits for `expect` listening lines."""
+def roomchat_process(
+    *args: str, expect: int = 1, env: dict[str, str] | None = None, command: tuple[str, ...] = ("roomchat",)
+) -> Iterator[Process]:
+    """`roomchat serve ARGS` as a subprocess; waits for `expect` listening lines.
+
+    `command`: the module to run and its first arguments (a wrapper of the roomchat command).
+    """
     proc = subprocess.Popen(
-        [sys.executable, "-m", "roomchat", "serve", *args],
+        [sys.executable, "-m", *command, "serve", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
 
 from roomchat.adapters import AdapterFactory
+from roomchat.plugins import Plugin, installed
 
 GROUP = "roomchat.adapters"
 
 
 @dataclass(frozen=True)
-class AdapterEntry:
-    name: str
-    distribution: str
-    version: str
-    entry_point: EntryPoint
-
+class AdapterEntry(Plugin):
     def load(self) -> AdapterFactory:
         factory: AdapterFactory = self.entry_point.load()
         return factory
@@ -24,14 +19,7 @@ class AdapterEntry:
 
 def available() -> dict[str, AdapterEntry]:
     """Every adapter installed, by name; the first registration of a name wins."""
-    found: dict[str, AdapterEntry] = {}
-    for ep in sorted(entry_points(group=GROUP), key=lambda ep: ep.name):
-        dist = ep.dist
-        entry = AdapterEntry(
-            ep.name,
-            dist.name if dist is not None else "?",
-            dist.version if dist is not None else "?",
-            ep,
-        )
-        found.setdefault(ep.name, entry)
-    return found
+    return {
+        name: AdapterEntry(p.name, p.distribution, p.version, p.entry_point)
+        for name, p in installed(GROUP).items()
+    }

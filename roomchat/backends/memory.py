@@ -2,34 +2,58 @@
 
 from __future__ import annotations
 
-import time
-from collections import deque
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from itertools import islice
+
+from sortedcontainers import SortedList
 
 from roomchat.core.errors import Overloaded
+from roomchat.core.ids import Clock, IdSequence, wall_ms
 from roomchat.core.limits import TokenBuckets
 from roomchat.core.message import Message, format_time, id_key
 from roomchat.core.ports import BackendSettings, BackendSink, Replay
-from roomchat.core.presence import PresencePart
+from roomchat.core.presence import OneProcessPresence
+
+# What one stored message holds besides its text, roughly: the object, its id,
+# time and user strings, and the cache of its encodings (about twice the text).
+MESSAGE_OVERHEAD = 480
+SHRINK_AT = 4096  # rooms: below a quarter of the peak past this, the room table is rebuilt
 
 
-class MemoryBackend:
+def message_cost(message: Message) -> int:
+    """Bytes of memory a stored message is counted for against `history_bytes`."""
+    return MESSAGE_OVERHEAD + 3 * len(message.text) + len(message.user_id)
+
+
+class MemoryBackend(OneProcessPresence):
     """Keeps the last `history` messages of each room in this process.
 
-    Ids are `<milliseconds>-<sequence>` like Redis stream ids, so they keep
-    growing across restarts and an id from before one is answered with a gap.
+    Ids are `<milliseconds>-<sequence>` like Redis stream ids, and never go
+    back within the process whatever the clock does. Past `history_bytes`, the
+    oldest messages of the least recently active rooms are dropped first.
     """
 
-    def __init__(self, url: str = "memory", settings: BackendSettings | None = None) -> None:
+    def __init__(
+        self, url: str = "memory", settings: BackendSettings | None = None, *, clock: Clock = wall_ms
+    ) -> None:
         settings = settings or BackendSettings()
         if settings.history < 1:
             raise ValueError("history must be at least 1")
+        if url not in ("memory", "memory://"):
+            raise ValueError(f"the memory backend takes no address: use memory, not {url!r}")
         self._history = settings.history
         self._max_rooms = settings.max_rooms
+        self._budget = settings.history_bytes
+        self._bytes = 0
         self._buckets = TokenBuckets()
-        self._rooms: dict[str, deque[Message]] = {}
+        # Least recently active first: where history_bytes drops messages from.
+        # Each room's history is a list, not a deque: a deque takes a 64-slot
+        # block (over 500 bytes, from malloc) even for one message.
+        self._rooms: OrderedDict[str, list[Message]] = OrderedDict()
+        self._peak_rooms = 0
+        self._index: SortedList[str] = SortedList()  # room ids in order: pages without a sort
         self._subscribed: set[str] = set()
-        self._last = (0, 0)
+        self._ids = IdSequence(clock)
         self._sink: BackendSink | None = None
 
     async def start(self, sink: BackendSink) -> None:
@@ -43,32 +67,45 @@ class MemoryBackend:
         if room is None:
             if self._max_rooms and len(self._rooms) >= self._max_rooms:
                 raise Overloaded("too many rooms")
-            room = self._rooms[room_id] = deque(maxlen=self._history)
-        ms, seq = self._next_id()
-        message = Message(f"{ms}-{seq}", room_id, user_id, text, format_time(ms))
+            room = self._rooms[room_id] = []
+            self._index.add(room_id)
+            self._peak_rooms = max(self._peak_rooms, len(self._rooms))
+        else:
+            self._rooms.move_to_end(room_id)
+        (ms, seq), now = self._ids.next()
+        message = Message(f"{ms}-{seq}", room_id, user_id, text, format_time(now))
+        if len(room) >= self._history:
+            self._bytes -= message_cost(room.pop(0))  # moves `history` pointers: cheap next to a post
         room.append(message)
+        self._bytes += message_cost(message)
+        if self._budget and self._bytes > self._budget:
+            self._drop_oldest(keep=message)
         if room_id in self._subscribed and self._sink is not None:
             self._sink.message(message)
         return message
 
-    def _next_id(self) -> tuple[int, int]:
-        now = time.time_ns() // 1_000_000
-        last_ms, last_seq = self._last
-        self._last = (now, 0) if now > last_ms else (last_ms, last_seq + 1)
-        return self._last
+    def _drop_oldest(self, keep: Message) -> None:
+        """Drop the oldest messages of the least recently active rooms until under budget."""
+        while self._bytes > self._budget and self._rooms:
+            room_id, room = next(iter(self._rooms.items()))
+            drop = 0
+            while drop < len(room) and self._bytes > self._budget and room[drop] is not keep:
+                self._bytes -= message_cost(room[drop])
+                drop += 1
+            del room[:drop]
+            if room:
+                return  # only `keep` is left: the newest message always stays
+            self._forget(room_id)
 
     async def replay(self, room_id: str, after: str) -> Replay:
-        room = self._rooms.get(room_id, ())
+        room = self._rooms.get(room_id, [])
         for index in range(len(room) - 1, -1, -1):
             if room[index].id == after:
-                return Replay([room[i] for i in range(index + 1, len(room))], True)
-        kept = list(room)
-        return Replay(kept, False, kept[0].id if kept else None)
+                return Replay(room[index + 1 :], True)
+        return Replay(room[:], False, room[0].id if room else None)
 
-    async def history(
-        self, room_id: str, limit: int, after: str | None, before: str | None
-    ) -> list[Message]:
-        room = list(self._rooms.get(room_id, ()))
+    async def history(self, room_id: str, limit: int, after: str | None, before: str | None) -> list[Message]:
+        room = self._rooms.get(room_id, [])
         if after is not None:
             floor = id_key(after) or (0, 0)
             return [m for m in room if m.key > floor][:limit]
@@ -82,16 +119,27 @@ class MemoryBackend:
         return room[-1].id if room else None
 
     async def rooms(self, limit: int, after: str | None) -> list[str]:
-        names = sorted(name for name, room in self._rooms.items() if room and (after is None or name > after))
-        return names[:limit]
+        names = self._index.irange(minimum=after, inclusive=(False, True)) if after else self._index
+        return list(islice(names, limit))
 
     async def spend(self, key: str, rate: float, burst: float) -> float:
         return self._buckets.spend(key, rate, burst)
 
     async def delete(self, room_id: str) -> None:
-        self._rooms.pop(room_id, None)
+        if room_id in self._rooms:
+            self._forget(room_id)
         if self._sink is not None:
             self._sink.deleted(room_id)
+
+    def _forget(self, room_id: str) -> None:
+        room = self._rooms.pop(room_id)
+        self._bytes -= sum(message_cost(m) for m in room)
+        self._index.remove(room_id)
+        # A dict never shrinks by itself: after most rooms are gone its table
+        # would keep their slots forever. Rebuild it smaller.
+        if self._peak_rooms > SHRINK_AT and len(self._rooms) < self._peak_rooms // 4:
+            self._rooms = OrderedDict(self._rooms)
+            self._peak_rooms = len(self._rooms)
 
     async def subscribe(self, room_id: str) -> None:
         self._subscribed.add(room_id)
@@ -101,13 +149,3 @@ class MemoryBackend:
 
     async def ping(self) -> bool:
         return True
-
-    # One process: no other process's presence to share with or read.
-
-    async def share_presence(
-        self, parts: Mapping[str, PresencePart | None], ttl: float, changed: bool
-    ) -> None:
-        return None
-
-    async def presence(self, room_ids: Sequence[str]) -> dict[str, list[PresencePart]]:
-        return {}

@@ -26,19 +26,21 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
+from roomchat.backends import redis_lua
 from roomchat.core.errors import BackendUnavailable, Overloaded
 from roomchat.core.message import Message, format_time, id_key
 from roomchat.core.ports import BackendSettings, BackendSink, Replay
 from roomchat.core.presence import PresencePart
 
 ROOM_PREFIX = "roomchat:room:"
-ROOMS = "roomchat:rooms"  # set of rooms that have history
+ROOM_INDEX = "roomchat:room-index"  # sorted set (all scores 0) of rooms that have history: paged by id
+LEGACY_ROOMS = "roomchat:rooms"  # the plain set older versions kept; moved into ROOM_INDEX at start
+FLOOR = "roomchat:id-floor"  # the largest id a deleted room ever had: a new stream starts above it
 BUCKET_PREFIX = "roomchat:rate:"  # a token bucket per user or client IP: {tokens, at}
 DELETED = "roomchat:deleted"  # pub/sub channel: {"roomId", "node"}
 PRESENCE_PREFIX = "roomchat:presence:"  # hash per room: node -> "<deadline ms> <part JSON>"
 PRESENCE_CHANGED = "roomchat:presence-changed"  # pub/sub channel: {"roomId", "node"}
 PRESENCE_BATCH = 500  # rooms per presence script call (a heartbeat over many rooms is split)
-TOMBSTONE_TTL = 86_400  # seconds a deleted room's empty stream keeps its last id
 BLOCK_MS = 5_000  # longest XREAD block; a subscribe wakes the reader at once
 COMMAND_TIMEOUT = 2.0  # seconds for any command (and for ping)
 CONNECT_TIMEOUT = 1.0
@@ -64,7 +66,6 @@ class RedisBackend:
         self._where = _describe(dict(options))
         self._history = settings.history
         self._max_rooms = settings.max_rooms
-        self._known_rooms: set[str] = set()  # rooms this process saw stored: no count needed
         self._node = uuid.uuid4().hex  # this process, to skip its own deletion notices
         self._sink: BackendSink | None = None
         self._redis: Redis | None = None
@@ -108,6 +109,9 @@ class RedisBackend:
         try:
             async with asyncio.timeout(COMMAND_TIMEOUT):
                 await self._redis.ping()
+                await self._redis.register_script(redis_lua.MIGRATE_ROOM_SET)(
+                    keys=[LEGACY_ROOMS, ROOM_INDEX], args=[ROOM_PREFIX]
+                )
             self._pubsub = await self._subscribe_deletions()
         except _ERRORS as exc:
             await self.close()
@@ -151,38 +155,20 @@ class RedisBackend:
     # -- storage ---------------------------------------------------------------
 
     async def publish(self, room_id: str, user_id: str, text: str) -> Message:
-        """One atomic XADD (+ room set); delivery, here too, comes through the reader."""
-        key = ROOM_PREFIX + room_id
-        if self._max_rooms and room_id not in self._known_rooms:
-            await self._check_room_count(room_id)
+        """One script: the room count, the id floor, XADD and the index, atomically.
 
-        async def run() -> list[Any]:
-            async with self._client().pipeline(transaction=True) as pipe:
-                pipe.xadd(key, {"userId": user_id, "text": text}, maxlen=self._history, approximate=True)
-                pipe.persist(key)  # a deleted room's tombstone becomes a room again
-                pipe.sadd(ROOMS, room_id)
-                return await pipe.execute()
-
-        results = await self._call(run(), "store the message")
-        if self._max_rooms and len(self._known_rooms) < self._max_rooms:
-            self._known_rooms.add(room_id)
-        return _message(room_id, str(results[0]), user_id, text)
-
-    async def _check_room_count(self, room_id: str) -> None:
-        """Overloaded if adding `room_id` would pass `max_rooms` (a new room may race past it by a few)."""
-
-        async def run() -> list[Any]:
-            async with self._client().pipeline(transaction=False) as pipe:
-                pipe.sismember(ROOMS, room_id)
-                pipe.scard(ROOMS)
-                return await pipe.execute()
-
-        exists, count = await self._call(run(), "count rooms")
-        if not exists and int(count) >= self._max_rooms:
+        Delivery, here too, comes through the reader.
+        """
+        script = self._client().register_script(redis_lua.PUBLISH)
+        keys = [ROOM_PREFIX + room_id, ROOM_INDEX, FLOOR]
+        args: list[str | int] = [room_id, self._history, self._max_rooms, user_id, text]
+        added = await self._call(script(keys=keys, args=args), "store the message")
+        if added is None:
             raise Overloaded("too many rooms")
+        return _message(room_id, str(added), user_id, text)
 
     async def spend(self, key: str, rate: float, burst: float) -> float:
-        script = self._client().register_script(_SPEND)
+        script = self._client().register_script(redis_lua.SPEND)
         wait = await self._call(script(keys=[BUCKET_PREFIX + key], args=[rate, burst]), "check the rate")
         return float(wait)
 
@@ -244,8 +230,11 @@ class RedisBackend:
         return str(newest[0][0]) if newest else None
 
     async def rooms(self, limit: int, after: str | None) -> list[str]:
-        names: Any = await self._call(self._client().smembers(ROOMS), "list rooms")
-        return sorted(str(name) for name in names if after is None or str(name) > after)[:limit]
+        start = f"({after}" if after else "-"
+        names: Any = await self._call(
+            self._client().zrangebylex(ROOM_INDEX, start, "+", 0, limit), "list rooms"
+        )
+        return [str(name) for name in names]
 
     # -- presence --------------------------------------------------------------
 
@@ -255,7 +244,7 @@ class RedisBackend:
         """This process's field in each room's presence hash, stamped with a deadline on Redis's clock."""
         if not parts:
             return
-        script = self._client().register_script(_SHARE_PRESENCE)
+        script = self._client().register_script(redis_lua.SHARE_PRESENCE)
         head = [self._node, max(1, int(ttl * 1000)), PRESENCE_CHANGED]
         items = list(parts.items())
 
@@ -276,7 +265,7 @@ class RedisBackend:
         """The other processes' unexpired parts; expired ones are deleted on the way."""
         if not room_ids:
             return {}
-        script = self._client().register_script(_READ_PRESENCE)
+        script = self._client().register_script(redis_lua.READ_PRESENCE)
         rooms = list(room_ids)
 
         async def run() -> list[Any]:
@@ -304,25 +293,16 @@ class RedisBackend:
             self._sink.presence_changed(room_id)
 
     async def delete(self, room_id: str) -> None:
-        """Empty the stream, keep it a while as a tombstone, and tell every process.
+        """Drop the stream, keep its last id as the floor of new streams, and tell every process.
 
-        The empty stream keeps its last id, so ids given in the room after the
-        delete are still greater than every id given before it, even within
-        the same millisecond or after the clock went back a little.
+        So ids given in the room after the delete are still greater than every
+        id given before it, even within the same millisecond or after Redis's
+        clock went back.
         """
-        key = ROOM_PREFIX + room_id
         notice = json.dumps({"roomId": room_id, "node": self._node})
-
-        async def run() -> list[Any]:
-            async with self._client().pipeline(transaction=True) as pipe:
-                pipe.xtrim(key, maxlen=0, approximate=False)
-                pipe.expire(key, TOMBSTONE_TTL)
-                pipe.srem(ROOMS, room_id)
-                pipe.publish(DELETED, notice)
-                return await pipe.execute()
-
-        await self._call(run(), "delete the room")
-        self._known_rooms.discard(room_id)
+        script = self._client().register_script(redis_lua.DELETE)
+        keys = [ROOM_PREFIX + room_id, ROOM_INDEX, FLOOR, DELETED]
+        await self._call(script(keys=keys, args=[room_id, notice]), "delete the room")
         if self._sink is not None:
             self._sink.deleted(room_id)
 
@@ -479,7 +459,6 @@ class RedisBackend:
         if notice is None:
             return
         room_id, node = notice
-        self._known_rooms.discard(room_id)
         if node != self._node and self._sink is not None:
             self._sink.deleted(room_id)
 
@@ -522,71 +501,6 @@ class RedisBackend:
     @staticmethod
     def _messages(room_id: str, entries: Any) -> list[Message]:
         return [_entry(room_id, entry_id, fields) for entry_id, fields in entries]
-
-
-# A token bucket on Redis's own clock, so every process shares one rate per key.
-_SPEND = """
-local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1]) or burst
-local at = tonumber(state[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
-local wait = 0
-if tokens < 1 then wait = (1 - tokens) / rate else tokens = tokens - 1 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-return tostring(wait)
-"""
-
-
-# Presence: each field of a room's hash is one process's part, "<deadline ms> <JSON>",
-# the deadline on Redis's clock so processes on machines with different clocks agree.
-# KEYS: the rooms' hashes. ARGV: node, ttl ms, channel, then per key: part JSON ('' withdraws
-# it) and a change notice to publish ('' for none).
-_SHARE_PRESENCE = """
-if redis.replicate_commands then redis.replicate_commands() end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local node, ttl, channel = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-for i, key in ipairs(KEYS) do
-  local part, notice = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
-  if part == '' then
-    redis.call('HDEL', key, node)
-  else
-    redis.call('HSET', key, node, string.format('%.0f', now + ttl) .. ' ' .. part)
-    if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
-  end
-  if notice ~= '' then redis.call('PUBLISH', channel, notice) end
-end
-return 0
-"""
-
-# KEYS: the rooms' hashes. ARGV[1]: this node, whose own part is left out.
-# Answers, per key, the other parts' JSON; expired parts are deleted.
-_READ_PRESENCE = """
-if redis.replicate_commands then redis.replicate_commands() end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local out = {}
-for i, key in ipairs(KEYS) do
-  local fields = redis.call('HGETALL', key)
-  local live = {}
-  for j = 1, #fields, 2 do
-    local value = fields[j + 1]
-    local space = string.find(value, ' ', 1, true)
-    local deadline = space and tonumber(string.sub(value, 1, space - 1))
-    if not deadline or deadline <= now then
-      redis.call('HDEL', key, fields[j])
-    elseif fields[j] ~= ARGV[1] then
-      live[#live + 1] = string.sub(value, space + 1)
-    end
-  end
-  out[i] = live
-end
-return out
-"""
 
 
 def _notice(channel: str, data: str) -> tuple[str, object] | None:

@@ -32,6 +32,11 @@ class Target:
     post_path: str = "/api/room/{room}"
     stream_path: str = "/api/stream/{room}"
     text_field: str = "text"
+    token: str | None = None  # sent as `Authorization: Bearer` (--auth jwt)
+
+    @property
+    def auth_header(self) -> str:
+        return f"Authorization: Bearer {self.token}\r\n" if self.token else ""
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -178,7 +183,10 @@ class _HttpPublisher:
     def __init__(self, target: Target, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         host, port = target.host_port
         path = target.post_path.format(room=quote(target.room, safe=""))
-        self._head = f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        self._head = (
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+            + target.auth_header
+        )
         self._user = json.dumps(target.user)
         self._field = json.dumps(target.text_field)
         self._reader = reader
@@ -212,7 +220,8 @@ class SseClient:
         host, port = target.host_port
         path = target.stream_path.format(room=quote(target.room, safe=""))
         return (
-            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n\r\n"
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n"
+            f"{target.auth_header}\r\n"
         ).encode()
 
     async def listen(self, target: Target, sink: Sink, ended: Callable[[], None]) -> Stream:

@@ -35,6 +35,12 @@ def bench(
         None
     ),
     pin: Annotated[bool, typer.Option(help="Server on the first core, the client on the others.")] = False,
+    auth: Annotated[
+        str, typer.Option(metavar="none|jwt", help="jwt: the server checks a token per stream and post.")
+    ] = "none",
+    backend: Annotated[
+        str | None, typer.Option(help="--backend of the server it starts (memory, sqlite:///PATH...).")
+    ] = None,
     presence: Annotated[
         bool, typer.Option(help="sse: each listener a user of its own, with presence events (?presence=1).")
     ] = False,
@@ -48,14 +54,22 @@ def bench(
 
     if transport not in CLIENTS:
         raise typer.BadParameter(f"--transport must be one of {', '.join(CLIENTS)}")
+    if auth not in ("none", "jwt"):
+        raise typer.BadParameter("--auth must be none or jwt")
+    if auth == "jwt" and url is not None:
+        raise typer.BadParameter("--auth jwt benches a server it starts (it holds the secret); drop --url")
     if pid is not None and url is None:
         raise typer.BadParameter("--pid goes with --url")
+    if backend is not None and url is not None:
+        raise typer.BadParameter("--backend is for the server the bench starts, not one at --url")
     if presence and transport != "sse":
         raise typer.BadParameter("--presence goes with --transport sse")
     plan = Plan(
         transport=transport, listeners=listeners, messages=messages, rate=rate, publishers=publishers,
         size=size, stalled=stalled, workers=workers, drain=drain, url=url, pid=pid, post_path=post_path,
         stream_path=stream_path, text_field=text_field, server_args=tuple(server_arg or ()), pin=pin,
+        auth=auth,
+        backend=backend,
         presence=presence,
     )
     try:

@@ -26,6 +26,10 @@ def _address(target: Target) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _metadata(target: Target) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {target.token}"),) if target.token else ()
+
+
 class _GrpcStream:
     def __init__(self, call: Any, reader: asyncio.Task[None]) -> None:
         self._call = call
@@ -68,7 +72,8 @@ class _GrpcPublisher:
 
     async def post(self, text: str) -> None:
         t = self._target
-        await self._post(message_pb2.Message(userId=t.user, roomId=t.room, text=text).SerializeToString())
+        data = message_pb2.Message(userId=t.user, roomId=t.room, text=text).SerializeToString()
+        await self._post(data, metadata=_metadata(t))
 
     async def close(self) -> None:
         await self._channel.close(None)
@@ -84,7 +89,7 @@ class GrpcClient:
     async def _open(self, target: Target) -> tuple[grpc.aio.Channel, Any]:
         channel = grpc.aio.insecure_channel(_address(target))
         request = message_pb2.RoomRequest(userId=target.user, roomId=target.room).SerializeToString()
-        call = channel.unary_stream(_STREAM, None, None)(request)
+        call = channel.unary_stream(_STREAM, None, None)(request, metadata=_metadata(target))
         await call.initial_metadata()  # sent once the server registered the listener
         return channel, call
 

@@ -25,6 +25,7 @@ def figures(o: Outcome) -> dict[str, Any]:
         "stalled": o.plan.stalled,
         "stalled_dropped_as_lagged": o.stalled_lagged,
         "rate_asked": o.plan.rate,
+        "publishers": o.plan.publishers,
         "published": o.published,
         "publish_rate": _div(o.published, o.publish_seconds),
         "deliveries_expected": expected,
@@ -42,6 +43,12 @@ def figures(o: Outcome) -> dict[str, Any]:
             "p99": percentile_ms(hist, 0.99),
             "max": percentile_ms(hist, 1.0),
         },
+        "post_latency_ms": {
+            "p50": percentile_ms(o.post_hist, 0.50),
+            "p99": percentile_ms(o.post_hist, 0.99),
+            "max": percentile_ms(o.post_hist, 1.0),
+        },
+        "backend": o.plan.backend,
         "pinned": o.plan.pin,
         "client_cpu_seconds": o.client_cpu,
         "client_cores": os.cpu_count(),
@@ -84,6 +91,7 @@ def _n(x: float | None, spec: str = ",.0f") -> str:
 
 def rows(f: dict[str, Any]) -> list[tuple[str, str]]:
     lat = f["latency_ms"]
+    post = f["post_latency_ms"]
     rss = f["server_rss_mib"]
     out = [
         ("transport", f"{f['transport']}, {f['listeners']:,} listeners"
@@ -92,6 +100,9 @@ def rows(f: dict[str, Any]) -> list[tuple[str, str]]:
          + (f" (asked {f['rate_asked']:g}/s)" if f["rate_asked"] else " (flat out)")),
         ("deliveries", f"{f['deliveries_received']:,} of {f['deliveries_expected']:,} "
          f"(lost {f['lost']:,}, duplicated {f['duplicated']:,}, out of order {f['out_of_order']:,})"),
+        ("posts", f"p50 {_n(post['p50'], '.2f')} ms  p99 {_n(post['p99'], '.2f')} ms  "
+         f"max {_n(post['max'], '.2f')} ms from {f['publishers']} publisher(s)"
+         + (f", backend {f['backend']}" if f["backend"] else "")),
         ("deliveries/s", _n(f["deliveries_per_second"])),
         ("latency ms", f"p50 {_n(lat['p50'], '.2f')}  p90 {_n(lat['p90'], '.2f')}  "
          f"p99 {_n(lat['p99'], '.2f')}  max {_n(lat['max'], '.2f')}"),

@@ -27,8 +27,10 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 
 from roomchat.bench.clients import CLIENTS, BenchClient, StalledStream, Stream, Target
-from roomchat.bench.tally import Sink, Tally, marker
+from roomchat.bench.tally import BUCKET_SHIFT, Sink, Tally, marker
+from roomchat.tokens import mint
 
+_BENCH_SECRET = uuid.uuid4().hex  # --auth jwt: the started server's HS256 secret (32 hex digits)
 OPEN_TIMEOUT = 20.0  # seconds for one stream to open
 OPEN_AT_ONCE = 256  # streams a worker opens concurrently (the server's backlog is 2048)
 
@@ -51,6 +53,8 @@ class Plan:
     text_field: str = "text"
     server_args: tuple[str, ...] = ()
     pin: bool = False  # server on the first core, the client on the others
+    auth: str = "none"  # jwt: the server checks a token on every stream and post
+    backend: str | None = None  # the started server's --backend
     presence: bool = False  # each listener names a user of its own and asks for presence events
 
 
@@ -72,6 +76,7 @@ class Outcome:
     stalled_lagged: int = 0
     errors: list[str] = field(default_factory=list)
     start_ns: int = 0  # monotonic time of the first post
+    post_hist: dict[int, int] = field(default_factory=dict)  # post round trips, as Tally.hist
 
 
 Progress = Callable[[str, int, int], None]  # phase, done, total
@@ -144,7 +149,9 @@ def serve_process(
 @contextlib.contextmanager
 def started_server(client: BenchClient, plan: Plan) -> Iterator[tuple[str, int]]:
     """The server for this transport: (url, pid)."""
-    with serve_process(client.server_adapters, plan.server_args) as (urls, pid):
+    auth = ("--auth", "jwt", "--jwt-key", _BENCH_SECRET) if plan.auth == "jwt" else ()
+    extra = (*plan.server_args, *auth, *(("--backend", plan.backend) if plan.backend else ()))
+    with serve_process(client.server_adapters, extra) as (urls, pid):
         yield urls[client.server_adapters[-1]], pid
 
 
@@ -245,9 +252,9 @@ def run(plan: Plan, progress: Progress) -> Outcome:
 
 
 def _run(plan: Plan, client: BenchClient, url: str, pid: int | None, progress: Progress) -> Outcome:
-    target = Target(
-        url, f"bench-{uuid.uuid4().hex[:12]}", "bench", plan.post_path, plan.stream_path, plan.text_field
-    )
+    token = mint(_BENCH_SECRET, "bench", ttl=86400) if plan.auth == "jwt" else None
+    room = f"bench-{uuid.uuid4().hex[:12]}"
+    target = Target(url, room, "bench", plan.post_path, plan.stream_path, plan.text_field, token)
     server = _Server(pid)
     if plan.pin:
         _pin(server)
@@ -329,8 +336,11 @@ async def _drive(
                 delay = start / 1e9 + (seq - 1) / plan.rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            text = marker(seq, time.monotonic_ns())
+            sent = time.monotonic_ns()
+            text = marker(seq, sent)
             await publishers[index].post(text + pad[len(text) :] if pad else text)
+            bucket = (time.monotonic_ns() - sent) >> BUCKET_SHIFT
+            outcome.post_hist[bucket] = outcome.post_hist.get(bucket, 0) + 1
             outcome.published += 1
             now = time.monotonic()
             if now - tick > 0.1:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 class RoomchatError(Exception):
     """Base of every error the room service raises on purpose."""
@@ -34,6 +36,11 @@ class RateLimited(RoomchatError):
     def __init__(self, message: str, retry_after: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+    @property
+    def retry_seconds(self) -> int:
+        """`retry_after` in whole seconds, rounded up: a client that waits that long gets through."""
+        return max(1, math.ceil(self.retry_after))
 
 
 class Overloaded(RoomchatError):

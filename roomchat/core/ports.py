@@ -154,8 +154,13 @@ class BackendSettings:
 class Backend(Protocol):
     """Storage, ids and fan-out between processes. Raises BackendUnavailable.
 
+    Ids are `<number>-<number>` (the service orders them to join a replay to
+    the live feed), strictly increasing within a room in the order messages
+    are delivered, and never given twice, across restarts included.
     `publish` raises Overloaded("too many rooms") rather than add a room past
     `max_rooms`. A backend shared by several processes shares `spend`'s buckets.
+    Found by URL scheme through the entry points `roomchat.backends`
+    (docs/backends.md); the factory is called as `(url, settings)`.
     """
 
     async def start(self, sink: BackendSink) -> None: ...
@@ -197,8 +202,8 @@ class Backend(Protocol):
 
     async def ping(self) -> bool: ...
 
-    # Presence. A backend used by one process only does nothing in `share_presence`
-    # and answers {} from `presence` (as MemoryBackend does).
+    # Presence. A backend used by one process only inherits both methods from
+    # roomchat.core.presence.OneProcessPresence (as MemoryBackend and SqliteBackend do).
 
     async def share_presence(
         self, parts: Mapping[str, PresencePart | None], ttl: float, changed: bool

@@ -115,6 +115,29 @@ class PresenceStore(Protocol):
     async def presence(self, room_ids: Sequence[str]) -> dict[str, list[PresencePart]]: ...
 
 
+class OneProcessPresence:
+    """The presence half of the Backend port for a backend only one process uses.
+
+    There is no other process to share a part with or to read one from.
+    """
+
+    async def share_presence(
+        self, parts: Mapping[str, PresencePart | None], ttl: float, changed: bool
+    ) -> None:
+        return None
+
+    async def presence(self, room_ids: Sequence[str]) -> dict[str, list[PresencePart]]:
+        return {}
+
+
+def presence_store(backend: object) -> PresenceStore:
+    """The backend itself, or, for one written before presence (a third-party one without
+    `share_presence` and `presence`), what a backend that one process uses would answer."""
+    if callable(getattr(backend, "share_presence", None)) and callable(getattr(backend, "presence", None)):
+        return backend  # type: ignore[return-value]  # checked just above
+    return OneProcessPresence()
+
+
 class _Room:
     """One room's presence in this process."""
 

@@ -22,7 +22,7 @@ from roomchat.core.limits import Limits, StreamCounter
 from roomchat.core.listener import Counters, EndReason, Gap, Listener
 from roomchat.core.message import Message, id_key
 from roomchat.core.ports import Backend, RoomInfo, RoomPage, Stats
-from roomchat.core.presence import HEARTBEAT, WINDOW, Presence, RoomPresence
+from roomchat.core.presence import HEARTBEAT, WINDOW, Presence, RoomPresence, presence_store
 
 DEFAULT_BUFFER = 1024
 MAX_PAGE = 1000
@@ -56,7 +56,8 @@ class RoomService:
         self._counters = Counters()
         self._listeners: dict[str, int] = {}
         self._closing = False
-        self._presence = Presence(backend, window=presence_window, heartbeat=presence_heartbeat)
+        store = presence_store(backend)
+        self._presence = Presence(store, window=presence_window, heartbeat=presence_heartbeat)
 
     async def start(self) -> None:
         await self._backend.start(self)

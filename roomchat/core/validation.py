@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from roomchat.core.errors import ValidationError
 
@@ -11,6 +12,15 @@ DEFAULT_MAX_TEXT = 4096
 _ROOM_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile("[\ud800-\udfff]")  # JSON can smuggle them in; UTF-8 cannot carry them
+# Bidirectional overrides and isolates: in a name they reorder the text around it.
+_BIDI_CONTROL = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# Letters and marks that draw nothing, beside the format characters (category Cf):
+# Hangul fillers, the braille blank, the combining grapheme joiner, variation selectors.
+_BLANK_GLYPHS = frozenset(
+    "\u034f\u115f\u1160\u17b4\u17b5\u2800\u3164\uffa0"
+    + "".join(map(chr, range(0xFE00, 0xFE10)))
+    + "".join(map(chr, range(0xE0100, 0xE01F0)))
+)
 
 
 def is_whole_number(value: str) -> bool:
@@ -38,7 +48,20 @@ def user_id(value: object) -> str:
         raise ValidationError("userId", "userId must not contain control characters")
     if _SURROGATE.search(trimmed):
         raise ValidationError("userId", "userId must be valid Unicode (no lone surrogates)")
+    if not trimmed.isascii():  # ASCII names, the usual case, cannot break the two rules below
+        if _BIDI_CONTROL.search(trimmed):
+            raise ValidationError(
+                "userId",
+                "userId must not contain bidirectional overrides or isolates (U+202A-U+202E, U+2066-U+2069)",
+            )
+        if all(_invisible(c) for c in trimmed):
+            raise ValidationError("userId", "userId must contain a visible character")
     return trimmed
+
+
+def _invisible(char: str) -> bool:
+    """Whether a character draws nothing: a space, a format character (zero-width...), a blank glyph."""
+    return char.isspace() or char in _BLANK_GLYPHS or unicodedata.category(char) == "Cf"
 
 
 def text(value: object, max_text: int = DEFAULT_MAX_TEXT) -> str:

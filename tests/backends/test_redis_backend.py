@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from roomchat.backends import backend_from_url
 from roomchat.backends.redis import RedisBackend
 from roomchat.core import BackendUnavailable, Message
+from roomchat.core.errors import Overloaded
 from roomchat.core.message import format_time, id_key
 from roomchat.core.ports import BackendSettings
 from tests.backends.redis_server import RedisServer, free_port
@@ -221,3 +222,60 @@ async def test_a_refusing_redis_is_reported_as_such(redis: RedisServer) -> None:
                 await backend.publish("r", "ann", "x")
     finally:
         await client.aclose()
+
+
+async def test_a_room_deleted_and_gone_from_redis_still_never_gets_a_lower_id(redis: RedisServer) -> None:
+    """Redis's clock behind an id it gave (stepped back, or a replica promoted): the floor holds."""
+    client = aioredis.Redis(port=redis.port, decode_responses=True)
+    try:
+        async with started(redis.url) as (backend, _):
+            await backend.publish("r", "ann", "first")
+            future = await client.xadd(
+                "roomchat:room:r", {"userId": "ann", "text": "x"}, id="9999999999999-5"
+            )
+            await backend.delete("r")
+            assert await client.exists("roomchat:room:r") == 0  # no tombstone left to expire
+            again = await backend.publish("r", "ann", "back")
+            fresh = await backend.publish("fresh", "ann", "a room never seen")
+            assert again.id == "9999999999999-6" and fresh.key > id_key(future)
+            later = await backend.publish("r", "ann", "later")
+            assert later.key > again.key
+    finally:
+        await client.aclose()
+
+
+async def test_the_room_set_of_older_versions_is_taken_over(redis: RedisServer) -> None:
+    client = aioredis.Redis(port=redis.port, decode_responses=True)
+    try:
+        await client.sadd("roomchat:rooms", "a", "b", "emptied")
+        for room in ("a", "b"):
+            await client.xadd(f"roomchat:room:{room}", {"userId": "ann", "text": "old"})
+        await client.xadd("roomchat:room:emptied", {"userId": "ann", "text": "old"})
+        await client.xtrim("roomchat:room:emptied", maxlen=0)  # an older version's tombstone
+        async with started(redis.url) as (backend, _):
+            assert await backend.rooms(10, None) == ["a", "b"]
+            assert await client.exists("roomchat:rooms") == 0
+            await backend.publish("c", "ann", "new")
+            await backend.delete("a")
+            assert await backend.rooms(10, None) == ["b", "c"]
+            assert [m.text for m in await backend.history("b", 10, None, None)] == ["old"]
+    finally:
+        await client.aclose()
+
+
+async def test_max_rooms_holds_across_processes_racing(redis: RedisServer) -> None:
+    settings = BackendSettings(max_rooms=5)
+    a, b = RedisBackend(redis.url, settings), RedisBackend(redis.url, settings)
+    await a.start(RecordingSink())
+    await b.start(RecordingSink())
+    try:
+        results = await asyncio.gather(
+            *((a if i % 2 else b).publish(f"room-{i}", "ann", "x") for i in range(40)), return_exceptions=True
+        )
+        stored = [r for r in results if isinstance(r, Message)]
+        assert len(stored) == 5
+        assert all(isinstance(r, Overloaded) for r in results if not isinstance(r, Message))
+        assert await a.rooms(100, None) == sorted(m.room_id for m in stored)
+    finally:
+        await a.close()
+        await b.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +78,16 @@ def test_a_server_that_cannot_be_reached_is_one_clear_line() -> None:
     assert done.returncode == 1
     assert done.stderr.strip().startswith("roomchat: error: bench:")
     assert "Traceback" not in done.stderr
+
+
+def test_bench_starts_its_server_on_the_backend_asked_for(tmp_path: Path) -> None:
+    db = tmp_path / "bench.db"
+    done = bench("-n", "2", "-m", "40", "--publishers", "16", "--backend", f"sqlite:///{db}", "--json")
+    assert done.returncode == 0, done.stderr
+    f = json.loads(done.stdout)
+    assert f["backend"] == f"sqlite:///{db}" and f["publishers"] == 16
+    assert f["deliveries_received"] == f["deliveries_expected"] == 80
+    assert 0 < f["post_latency_ms"]["p50"] <= f["post_latency_ms"]["p99"] <= f["post_latency_ms"]["max"]
+    assert db.exists()  # the server really stored them there
+    clash = bench("--url", "http://127.0.0.1:1", "--backend", "memory")
+    assert clash.returncode != 0 and "--backend is for the server the bench starts" in clash.stderr

@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from roomchat.adapters import AdapterSettings, Ready
 from roomchat.adapters.grpc.servicer import SERVICE, RoomServicer
 from roomchat.core import Manager, validation
+from roomchat.descriptors import budget
 
 GRACE = 3.0  # seconds for unary calls in flight to finish once stopping
 LAST_GRACE = 0.2  # then for anything else open (health watches, reflection)
@@ -72,6 +73,9 @@ class GrpcAdapter:
             # Accept client keepalive pings (every 30 s and more often), also without a call.
             "grpc.keepalive_permit_without_calls": 1,
             "grpc.http2.min_ping_interval_without_data_ms": MIN_CLIENT_PING_MS,
+            # Its share of the open-file limit: past it grpcio closes new connections at once
+            # (clients see UNAVAILABLE), so the HTTP adapters keep descriptors to answer with.
+            "grpc.max_allowed_incoming_connections": budget().grpc_connections,
         }
         for key, value in self.settings.options.items():
             if key.startswith("grpc."):

@@ -17,7 +17,7 @@ import grpc
 from roomchat.adapters.grpc import codec
 from roomchat.adapters.grpc.codec import to_protobuf
 from roomchat.core import BackendUnavailable, EndReason, Listener, Manager, ValidationError, to_json
-from roomchat.core.errors import Forbidden, RoomchatError, Unauthenticated
+from roomchat.core.errors import Forbidden, Overloaded, RateLimited, RoomchatError, Unauthenticated
 from roomchat.core.identity import Identity
 from roomchat.core.message import dumps
 
@@ -34,6 +34,8 @@ _ERRORS: dict[type[RoomchatError], grpc.StatusCode] = {
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     Forbidden: grpc.StatusCode.PERMISSION_DENIED,
     BackendUnavailable: grpc.StatusCode.UNAVAILABLE,
+    RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 
@@ -201,8 +203,10 @@ async def _abort(context: Context, exc: RoomchatError) -> NoReturn:
     """A domain error as the contract's status code."""
     if isinstance(exc, ValidationError):
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message, (("roomchat-field", exc.field),))
+    if isinstance(exc, RateLimited):  # seconds as HTTP's Retry-After
+        await context.abort(_ERRORS[RateLimited], str(exc), (("retry-after", str(exc.retry_seconds)),))
     code = next((code for kind, code in _ERRORS.items() if isinstance(exc, kind)), None)
-    if code is None:  # RateLimited, Overloaded
+    if code is None:  # a domain error with no code of its own: a limit
         code = grpc.StatusCode.RESOURCE_EXHAUSTED
     await context.abort(code, str(exc) or "the backend cannot be reached")
 

@@ -14,13 +14,16 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from roomchat.adapters import AdapterSettings
+from roomchat.adapters.html.home import room_list
 from roomchat.adapters.html.pages import STATIC, error_page, render, shown
 from roomchat.adapters.http.bodies import message_created, parse_object, read_body, text_field
 from roomchat.adapters.http.errors import EXCEPTION_HANDLERS, BadRequest
 from roomchat.adapters.http.identity import identify
 from roomchat.adapters.http.presence import stream_presence
+from roomchat.adapters.http.security import browser_safety
 from roomchat.adapters.http.sse import EventStream, resume_id
 from roomchat.core import BackendUnavailable, Manager, ValidationError, validation
+from roomchat.core.errors import Forbidden, Unauthenticated
 from roomchat.core.identity import Identity
 
 HISTORY_SHOWN = 100  # messages rendered into the chat page on arrival
@@ -70,11 +73,29 @@ def _user_and_text(media: str, body: bytes) -> tuple[Any, str]:
 
 def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
     async def home(request: Request) -> Response:
+        """One page of rooms, those starting with `?q=` if given; `?after=` pages on."""
+        prefix, after = request.query_params.get("q", "").strip(), request.query_params.get("after") or None
+        needs_token = True  # until an identity says otherwise
         try:
-            rooms = (await manager.rooms()).rooms
+            if prefix:
+                validation.room_id(prefix)
+            identity = who(request)
+            needs_token = not identity.open
+            listed = await room_list(manager, identity, prefix, after)
+        except ValidationError as exc:
+            return error_page(422, "That room name cannot be searched for", exc.message)
+        except Unauthenticated:  # no token (or an expired one) where reading needs one
+            return render("home.html", rooms=None, needs_token=True, prefix=prefix)
         except BackendUnavailable as exc:
             return error_page(503, "The server cannot reach its storage", str(exc))
-        return render("home.html", rooms=rooms)
+        return render(
+            "home.html",
+            rooms=listed.rooms,
+            next=listed.next,
+            after=after,
+            prefix=prefix,
+            needs_token=needs_token,
+        )
 
     async def join(request: Request) -> Response:
         """The home page's form without script: `?room=` to that room's page."""
@@ -87,14 +108,31 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
 
     async def room_page(request: Request) -> Response:
         room_id = request.path_params["roomId"]
+        needs_token = True  # until an identity says otherwise
         try:
-            messages = await manager.history(room_id, HISTORY_SHOWN)
+            validation.room_id(room_id)  # a bad id is a 422 page, whoever asks
+            identity = who(request)
+            needs_token = not identity.open
+            messages = await manager.history(room_id, HISTORY_SHOWN, identity=identity)
         except ValidationError as exc:
             return error_page(422, "That room name cannot be used", exc.message)
+        except Unauthenticated:
+            # Under --auth jwt the first visit carries no token (it is in the URL's
+            # fragment): the page shows no history and its stream, with the token,
+            # replays it.
+            messages = []
+        except Forbidden as exc:
+            return error_page(403, "Your token does not open this room", str(exc))
         except BackendUnavailable as exc:
             return error_page(503, "The server cannot reach its storage", str(exc))
         last_id = messages[-1].id if messages else ""
-        return render("room.html", room_id=room_id, messages=[shown(m) for m in messages], last_id=last_id)
+        return render(
+            "room.html",
+            room_id=room_id,
+            messages=[shown(m) for m in messages],
+            last_id=last_id,
+            needs_token=needs_token,
+        )
 
     def who(request: Request) -> Identity:
         return identify(manager, request.scope, settings.trust_proxy)
@@ -159,4 +197,5 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         exception_handlers={**EXCEPTION_HANDLERS, HTTPException: http_error},
+        middleware=[browser_safety(settings, streams=("/stream/",))],
     )

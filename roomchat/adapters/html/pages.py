@@ -1,4 +1,4 @@
-"""Rendering the pages: Jinja2 with autoescape, and the headers every page sends."""
+"""Rendering the pages: Jinja2 with autoescape."""
 
 from __future__ import annotations
 
@@ -13,20 +13,9 @@ from roomchat.core import Message
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 
-# Scripts, styles, images, fetches and streams from this origin only; no
-# inline script or style, no plugins, no framing.
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'"
-)
-PAGE_HEADERS = {
-    "content-security-policy": CSP,
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "same-origin",
-    "x-frame-options": "DENY",
-    "cache-control": "no-store",
-}
+# The security headers (CSP, nosniff, no-referrer) are added to every HTML
+# response by roomchat.adapters.http.security; a page is never worth caching.
+PAGE_HEADERS = {"cache-control": "no-store"}
 
 _env = Environment(
     loader=FileSystemLoader(TEMPLATES),
@@ -37,7 +26,7 @@ _env = Environment(
 
 
 def render(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    """A page from `templates/`, every value escaped, with the security headers."""
+    """A page from `templates/`, every value escaped."""
     html = _env.get_template(template).render(**context)
     return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
 

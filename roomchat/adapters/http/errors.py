@@ -10,7 +10,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from roomchat.core import BackendUnavailable, ValidationError
-from roomchat.core.errors import Forbidden, Unauthenticated
+from roomchat.core.errors import Forbidden, Overloaded, RateLimited, Unauthenticated
 
 log = logging.getLogger("roomchat.http")
 
@@ -45,6 +45,15 @@ async def _forbidden(request: Request, exc: Exception) -> Response:
     return error(403, str(exc))
 
 
+async def _rate_limited(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RateLimited)
+    return error(429, str(exc), {"retry-after": str(exc.retry_seconds)})
+
+
+async def _overloaded(request: Request, exc: Exception) -> Response:
+    return error(503, str(exc), {"retry-after": "1"})
+
+
 async def _unavailable(request: Request, exc: Exception) -> Response:
     return error(503, f"backend unavailable: {exc}")
 
@@ -70,6 +79,8 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     BackendUnavailable: _unavailable,
     Unauthenticated: _unauthenticated,
     Forbidden: _forbidden,
+    RateLimited: _rate_limited,
+    Overloaded: _overloaded,
     HTTPException: _http,
     ClientDisconnect: _gone,
     Exception: _unexpected,

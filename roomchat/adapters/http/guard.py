@@ -14,6 +14,8 @@ with headers. `GuardedHttpProtocol` adds, per connection:
 - a request the parser rejects gets 400 with the parser's reason;
 - a hang-up reaches a response still running ahead of pipelined requests (an event
   stream), not only the newest request as in uvicorn;
+- a connection past the process's cap (capacity.py) has its request read, within
+  REFUSE_WAIT, and answered 503 without reaching the app;
 
 all with the contract's JSON error body and `connection: close`. When another
 response is still owed on the connection (pipelining) nothing is written: it is
@@ -40,12 +42,16 @@ import httptools
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from roomchat.adapters.http.capacity import CONNECTIONS, REFUSED
+
 HEAD_TIMEOUT = 10.0
 """Seconds for a request line and headers to arrive whole, from their first byte."""
 BODY_TIMEOUT = 10.0
 """Seconds a request body may pause between bytes while the server reads it."""
 HEAD_LIMIT = 64 * 1024
 """Bytes of request line and headers, or of trailers, at most (h11 allows 16 KiB)."""
+REFUSE_WAIT = 1.0
+"""Seconds a connection past the cap (see capacity.py) may take to send its request before its 503."""
 
 log = logging.getLogger("roomchat.http")
 
@@ -63,8 +69,14 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.flow = _Flow(transport, self._reading_resumed)
         self._g = _State()
         self._expect(HEAD_TIMEOUT)
+        if not CONNECTIONS.admit():
+            # Past the cap: read the request (so that closing leaves nothing unread, which
+            # would reset the connection under the answer), then answer 503 and close.
+            self._g.refused = True
+            self._expect(REFUSE_WAIT)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        CONNECTIONS.release()
         if self._g.timer is not None:
             self._g.timer.cancel()
             self._g.timer = None
@@ -75,6 +87,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             running.disconnected = True
             running.message_event.set()
         super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self) -> None:
+        # The WebSocket protocol takes the transport, and this protocol never hears of its end.
+        CONNECTIONS.release()
+        super().handle_websocket_upgrade()
 
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
@@ -108,7 +125,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         except httptools.HttpParserError as exc:  # llhttp's reason, e.g. "Invalid method encountered"
             self._refuse(400, f"malformed HTTP request: {exc}")
         except httptools.HttpParserUpgrade:  # as uvicorn's own data_received
-            if self._should_upgrade():
+            if self._g.refused:
+                self._refuse(503, REFUSED)
+            elif self._should_upgrade():
                 self.handle_websocket_upgrade()
             else:
                 self._unsupported_upgrade_warning()
@@ -120,6 +139,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._g.progress += 1
+        if self._g.refused:  # nothing reaches the app; the body is read and dropped
+            self._g.in_body = True
+            return
         self._g.in_body = True
         self._expect(BODY_TIMEOUT)
         running = self._g.running
@@ -129,11 +151,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_body(self, body: bytes) -> None:
         self._g.progress += 1
+        if self._g.refused:
+            return
         self._expect(BODY_TIMEOUT)
         super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._g.progress += 1
+        if self._g.refused:
+            self._refuse(503, REFUSED)
+            return
         self._g.in_body = False
         self._g.wait = None  # idle until the next request: uvicorn's keep-alive timeout applies
         if self._g.timer is not None:  # nothing to time while a response (maybe a long stream) runs
@@ -162,6 +189,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             return  # uvicorn is not reading: the clock restarts when it resumes
         if self.loop.time() < self._g.deadline:
             self._g.timer = self.loop.call_at(self._g.deadline, self._check)
+            return
+        if self._g.refused:
+            self._refuse(503, REFUSED)
             return
         part = "body" if self._g.in_body else "headers"
         self._refuse(408, f"request {part} not received in time")
@@ -197,7 +227,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
 
 class _State:
-    __slots__ = ("deadline", "in_body", "left", "progress", "running", "timer", "wait")
+    __slots__ = ("deadline", "in_body", "left", "progress", "refused", "running", "timer", "wait")
 
     def __init__(self) -> None:
         self.left = HEAD_LIMIT  # bytes the parser may still take before it completes a head or yields body
@@ -207,6 +237,7 @@ class _State:
         self.deadline = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.running: RequestResponseCycle | None = None  # the earliest response not yet complete
+        self.refused = False  # past the connection cap: answered 503 once its request is in
 
 
 class _Flow(FlowControl):

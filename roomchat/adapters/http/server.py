@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 
 from roomchat.adapters import AdapterSettings, Ready
+from roomchat.adapters.http.capacity import CONNECTIONS
 from roomchat.adapters.http.guard import GuardedHttpProtocol
 from roomchat.adapters.http.sse import with_raw_send
 
@@ -65,6 +66,7 @@ async def serve_asgi(
     if settings.tls:
         settings.tls_files()  # a missing file is named before anything binds
     sock = bind(settings.host, settings.port)
+    CONNECTIONS.set_from_open_file_limit()  # the limit as raised at start-up
     config = uvicorn.Config(
         with_raw_send(app),
         interface="asgi3",

@@ -7,7 +7,8 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from roomchat.adapters import AdapterSettings
 from roomchat.adapters.http.bodies import (
@@ -22,6 +23,7 @@ from roomchat.adapters.http.errors import EXCEPTION_HANDLERS
 from roomchat.adapters.http.identity import identify
 from roomchat.adapters.http.metrics import metrics_endpoint
 from roomchat.adapters.http.presence import stream_presence
+from roomchat.adapters.http.security import browser_safety
 from roomchat.adapters.http.sse import EventStream, resume_id
 from roomchat.adapters.rest.openapi import OPENAPI
 from roomchat.core import Manager, validation
@@ -29,7 +31,8 @@ from roomchat.core.errors import ValidationError
 from roomchat.core.identity import Identity
 from roomchat.core.service import DEFAULT_ROOM_PAGE
 
-_DOCS = Path(__file__).parent / "static" / "docs.html"
+_STATIC = Path(__file__).parent / "static"
+_DOCS = _STATIC / "docs.html"
 
 
 def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
@@ -110,6 +113,8 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
             Route("/metrics", metrics_endpoint(manager), methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
             Route("/docs", docs, methods=["GET"]),
+            Mount("/static", StaticFiles(directory=_STATIC), name="static"),  # /docs's script and style
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[browser_safety(settings, streams=("/api/stream/",))],
     )

@@ -5,6 +5,9 @@
 
 (() => {
   const NAME_KEY = "roomchat.name";
+  const TOKEN_KEY = "roomchat.token"; // this tab's token under --auth jwt (sessionStorage)
+  const TOKEN_COOKIE = "roomchat_token"; // how EventSource, which cannot send headers, carries it
+  const JWT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
   const FIRST = "0-0"; // never a message id: "everything in history", for an empty page
   const POLL_MS = 15000; // how often the number of listeners is refreshed
 
@@ -15,6 +18,45 @@
     try { localStorage.setItem(NAME_KEY, name); } catch { /* private mode: not remembered */ }
   };
 
+  // -- the token (--auth jwt) --------------------------------------------------
+  // A page is opened as /room/{id}#token=<jwt>: the fragment never reaches the
+  // server or its logs. The token is kept for this tab only, and taken out of
+  // the address bar so it is not bookmarked, shared or left in the history.
+  let memoryToken = ""; // when sessionStorage is unavailable
+
+  function adoptToken() {
+    const found = new URLSearchParams(location.hash.slice(1)).get("token") || "";
+    if (!found) return "";
+    history.replaceState(null, "", location.pathname + location.search);
+    if (!JWT.test(found)) return "";
+    memoryToken = found;
+    try { sessionStorage.setItem(TOKEN_KEY, found); } catch { /* kept in memory */ }
+    return found;
+  }
+
+  function currentToken() {
+    try { return sessionStorage.getItem(TOKEN_KEY) || memoryToken; } catch { return memoryToken; }
+  }
+
+  // Same-site requests only (SameSite=Strict), and set again before each stream
+  // opens, so two tabs with two tokens each stream as their own.
+  function setCookie(token) {
+    const secure = location.protocol === "https:" ? "; Secure" : "";
+    document.cookie = `${TOKEN_COOKIE}=${token}; path=/; SameSite=Strict${secure}`;
+  }
+
+  // The name shown is the token's `sub`; the server checks the signature.
+  function subjectOf(token) {
+    try {
+      const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      const bytes = Uint8Array.from(atob(part.padEnd(Math.ceil(part.length / 4) * 4, "=")), (c) => c.charCodeAt(0));
+      const sub = JSON.parse(new TextDecoder().decode(bytes)).sub;
+      return typeof sub === "string" ? sub : "";
+    } catch {
+      return "";
+    }
+  }
+
   const page = document.body.dataset.page;
   if (page === "home") home();
   if (page === "room") room();
@@ -23,6 +65,16 @@
     const form = document.getElementById("join");
     const name = document.getElementById("name");
     const roomField = document.getElementById("room");
+    if (document.body.dataset.auth === "token") {
+      const fresh = adoptToken();
+      if (fresh) {
+        setCookie(fresh);
+        // The list was rendered for a visitor without a token: ask again with it.
+        if (document.getElementById("rooms-need-token")) location.reload();
+      }
+      roomField.focus();
+      return;
+    }
     name.value = savedName();
     (name.value ? roomField : name).focus();
     form.addEventListener("submit", () => saveName(name.value.trim()));
@@ -39,6 +91,10 @@
     const textField = document.getElementById("text");
     const sendButton = document.getElementById("send");
     const error = document.getElementById("error");
+
+    const tokenNeeded = document.getElementById("token-needed");
+    const byToken = document.body.dataset.auth === "token";
+    let token = "";
 
     const seen = new Set();
     let lastId = document.body.dataset.lastId || "";
@@ -87,7 +143,8 @@
       li.dataset.user = message.userId;
       const meta = document.createElement("div");
       meta.className = "meta";
-      const author = document.createElement("span");
+      // Each name and text isolated: bidirectional characters in one cannot reorder the page around it.
+      const author = document.createElement("bdi");
       author.className = "author";
       author.textContent = message.userId;
       const time = document.createElement("time");
@@ -97,6 +154,7 @@
       meta.append(author, " ", time);
       const text = document.createElement("p");
       text.className = "text";
+      text.dir = "auto";
       text.textContent = message.text;
       li.append(meta, text);
       markMine(li);
@@ -121,6 +179,7 @@
     function connect() {
       retryTimer = 0;
       const after = lastId || FIRST;
+      if (token) setCookie(token);
       source = new EventSource(`/stream/${encodeURIComponent(roomId)}?lastEventId=${encodeURIComponent(after)}`);
       source.addEventListener("open", () => {
         retries = 0;
@@ -153,6 +212,9 @@
         again.textContent = "Start it again";
         li.append(again);
       });
+      source.addEventListener("expired", () => {
+        stop("Your token has expired: open a fresh link to carry on.");
+      });
       source.addEventListener("error", () => {
         if (!deleted) reconnect(null);
       });
@@ -166,13 +228,54 @@
       setState("reconnecting", "Reconnecting…");
       const wait = delay ?? Math.min(250 * 2 ** retries, 5000) * (0.8 + Math.random() * 0.4);
       retries += 1;
-      retryTimer = setTimeout(connect, wait);
+      retryTimer = setTimeout(byToken ? connectIfAllowed : connect, wait);
+    }
+
+    // EventSource hides the status of a refused stream: under --auth jwt ask
+    // once why, so a missing, expired or too narrow token is said, not retried forever.
+    async function connectIfAllowed() {
+      let status = 0;
+      try {
+        status = (await fetch(`/room/${encodeURIComponent(roomId)}/info`, { headers: headers() })).status;
+      } catch { /* unreachable: keep trying */ }
+      if (status === 401) stop(token ? "Your token has expired or is not valid: open a fresh link." : "");
+      else if (status === 403) stop("Your token does not open this room.");
+      else connect();
+    }
+
+    // No token, or one that no longer works: say so and stop (the page keeps what it shows).
+    function stop(reason) {
+      clearTimeout(retryTimer);
+      retryTimer = 0;
+      if (source) source.close();
+      clearInterval(pollTimer);
+      setState("stopped", reason ? "Stopped" : "Needs a token");
+      closeComposer();
+      if (reason) showError(reason);
+    }
+
+    function closeComposer() {
+      textField.disabled = true;
+      sendButton.disabled = true;
+    }
+
+    // No token under --auth jwt: say so; the room may still be readable (--anonymous-read).
+    function withoutToken() {
+      if (tokenNeeded) tokenNeeded.hidden = false;
+      closeComposer();
+      connectIfAllowed();
+    }
+
+    function headers() {
+      const sent = { Accept: "application/json" };
+      if (token) sent.Authorization = `Bearer ${token}`;
+      return sent;
     }
 
     async function refreshListeners() {
       if (deleted) return;
       try {
-        const answer = await fetch(`/room/${encodeURIComponent(roomId)}/info`, { headers: { Accept: "application/json" } });
+        const answer = await fetch(`/room/${encodeURIComponent(roomId)}/info`, { headers: headers() });
         if (!answer.ok) return;
         const info = await answer.json();
         listeners.textContent = `${info.listeners} listening`;
@@ -201,13 +304,14 @@
         return;
       }
       if (!text.trim()) return;
-      saveName(user);
+      if (!byToken) saveName(user);
       sendButton.disabled = true;
       try {
         const answer = await fetch(form.action, {
           method: "POST",
-          headers: { Accept: "application/json" },
-          body: new URLSearchParams({ user, message: text }),
+          headers: headers(),
+          // Under a token the server posts as its `sub`.
+          body: new URLSearchParams(byToken ? { message: text } : { user, message: text }),
         });
         if (answer.status === 201) {
           textField.value = "";
@@ -232,7 +336,27 @@
       seen.add(li.dataset.id);
       localTime(li.querySelector("time"));
     }
-    nameField.value = savedName();
+    if (byToken) {
+      token = adoptToken() || currentToken();
+      nameField.value = subjectOf(token);
+      window.addEventListener("hashchange", () => {
+        // A fresh link opened in this tab: carry on with its token.
+        const fresh = adoptToken();
+        if (!fresh) return;
+        token = fresh;
+        nameField.value = subjectOf(token);
+        textField.disabled = false;
+        sendButton.disabled = false;
+        showError("");
+        if (tokenNeeded) tokenNeeded.hidden = true;
+        for (const li of log.querySelectorAll("li.message")) markMine(li);
+        clearInterval(pollTimer);
+        pollTimer = setInterval(refreshListeners, POLL_MS);
+        reconnect(0);
+      });
+    } else {
+      nameField.value = savedName();
+    }
     for (const li of log.querySelectorAll("li.message")) markMine(li);
     nameField.addEventListener("change", () => {
       const name = nameField.value.trim();
@@ -257,6 +381,7 @@
 
     toBottom();
     (nameField.value ? textField : nameField).focus();
-    connect();
+    if (byToken && !token) withoutToken();
+    else connect();
   }
 })();
