@@ -331,7 +331,8 @@ async def test_deleted_room_and_lagged_stream_are_handled(browser: Browser, http
 
 
 async def test_two_named_pages_see_each_other_arrive_and_leave(browser: Browser) -> None:
-    async with serve("html") as server:
+    # A 1 s keepalive: the server learns of a closed page by the next write at the latest.
+    async with serve("html", keepalive=1.0) as server:
         base = server.url("html")
         ann = await open_room(browser, base, "people", "ann")
         await expect(ann.locator("#people li")).to_have_text(["ann"])
@@ -340,7 +341,7 @@ async def test_two_named_pages_see_each_other_arrive_and_leave(browser: Browser)
             await expect(page.locator("#people li")).to_have_text(["ann", "bob"])
         await expect(ann.locator("#log .notice.presence")).to_have_text(["bob joined"])
         await bob.context.close()
-        await expect(ann.locator("#people li")).to_have_text(["ann"])
+        await expect(ann.locator("#people li")).to_have_text(["ann"], timeout=15_000)
         await expect(ann.locator("#log .notice.presence")).to_have_text(["bob joined", "bob left"])
         await expect(ann.locator("#log .message")).to_have_count(0)
         anonymous = await (await browser.new_context()).new_page()
