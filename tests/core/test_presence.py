@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 
 import pytest
 
-from roomchat.core import Listener, RoomService, ValidationError
+from roomchat.core import BackendUnavailable, Listener, RoomService, ValidationError
 from roomchat.core.identity import Identity
 from roomchat.core.listener import Counters
 from roomchat.core.presence import Presence, PresenceNote, PresencePart
@@ -253,3 +253,55 @@ async def test_heartbeats_write_once_per_beat_whatever_the_number_of_rooms() -> 
         assert 3 <= store.writes - before <= 6  # one write for all 50 rooms per heartbeat
     finally:
         await a.close()
+
+
+class FlakyStore(SharedStore):
+    """A shared store that can be down: every call raises, as a backend that cannot be reached."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.calls = 0
+
+    def node(self, name: str) -> _Node:
+        return _FlakyNode(self, name)
+
+
+class _FlakyNode(_Node):
+    store: FlakyStore
+
+    async def share_presence(
+        self, parts: Mapping[str, PresencePart | None], ttl: float, changed: bool
+    ) -> None:
+        self.store.calls += 1
+        if self.store.down:
+            raise BackendUnavailable("down")
+        await super().share_presence(parts, ttl, changed)
+
+    async def presence(self, room_ids: Sequence[str]) -> dict[str, list[PresencePart]]:
+        self.store.calls += 1
+        if self.store.down:
+            raise BackendUnavailable("down")
+        return await super().presence(room_ids)
+
+
+async def test_a_backend_outage_is_waited_out_then_caught_up() -> None:
+    store = FlakyStore()
+    a, b = presence_on(store, "a"), presence_on(store, "b")
+    on_a = watcher()
+    try:
+        a.opened("r", None)
+        a.watch("r", on_a)
+        b.opened("r", "bob")
+        assert changes(await next_note(on_a)) == (("bob",), ())
+        store.down = True
+        b.opened("r", "cat")
+        before = store.calls
+        await asyncio.sleep(10 * WINDOW)
+        assert store.calls - before < 30  # retried a window apart, not in a busy loop
+        assert not await on_a.wait(0)  # nothing said while the others' parts are unknown
+        store.down = False
+        assert changes(await next_note(on_a)) == (("cat",), ())
+    finally:
+        await a.close()
+        await b.close()
