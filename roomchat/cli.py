@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import re
 import sys
 from typing import Annotated, NoReturn
@@ -15,7 +16,7 @@ try:  # typer vendors click since 0.2x; older releases use click itself
 except ImportError:  # pragma: no cover
     from click import exceptions as click_errors  # type: ignore[no-redef]
 
-from roomchat import __version__, logs
+from roomchat import __version__, logs, startup
 from roomchat.adapters import Adapter, AdapterSettings
 from roomchat.adapters.http.identity import trusted_networks
 from roomchat.adapters.registry import available
@@ -28,6 +29,7 @@ from roomchat.core.limits import Limits
 from roomchat.descriptors import Budget, raise_open_file_limit
 from roomchat.plugins import listing
 from roomchat.runner import StartupError, run_forever
+from roomchat.supervisor import die_with_supervisor, one_per_core, supervise
 from roomchat.tokens import JwtAuthenticator, mint
 
 app = typer.Typer(
@@ -37,6 +39,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", is_eager=True, callback=startup.print_version, help="Print the version."),
+    ] = None,
+) -> None:
+    """roomchat: a realtime chat server with rooms, history and pluggable transports."""
 
 
 def _env(name: str) -> str:
@@ -169,6 +181,15 @@ def serve(
             help="Bytes of history in this process (memory backend): 64MiB, 1GiB, bytes; 0: no limit.",
         ),
     ] = "256MiB",
+    workers: Annotated[
+        int,
+        typer.Option(
+            envvar=_env("WORKERS"),
+            min=0,
+            help="Processes sharing the ports (SO_REUSEPORT) over a shared backend; 0: one per core.",
+        ),
+    ] = 1,
+    worker: Annotated[int, typer.Option(hidden=True, help="Set by the supervisor in its workers.")] = 0,
     presence_heartbeat: Annotated[
         float,
         typer.Option(
@@ -179,9 +200,10 @@ def serve(
         ),
     ] = 5.0,
 ) -> None:
-    """Serve the chosen adapters (all of them by default) in one process."""
+    """Serve the chosen adapters (all of them by default) in one process, or in --workers N."""
     found = available()
-    names = sorted(found) if all_ or not adapter else list(dict.fromkeys(adapter))
+    chosen = comma_list(adapter or [])
+    names = sorted(found) if all_ or not chosen else list(dict.fromkeys(chosen))
     unknown = [n for n in names if n not in found]
     if unknown:
         raise typer.BadParameter(f"unknown adapter {unknown[0]!r}; installed: {', '.join(sorted(found))}")
@@ -191,20 +213,29 @@ def serve(
         raise typer.BadParameter(f"--log-level must be one of {', '.join(logs.LEVELS)}")
     ports = _parse_ports(port or [], names)
     authenticator = _authenticator(auth, jwt_key, jwt_issuer, jwt_audience, anonymous_read)
-    origins = tuple(o for value in cors_origin or [] for o in value.split(",") if o)
+    origins = tuple(comma_list(cors_origin or []))
+    if not math.isfinite(rate):
+        raise typer.BadParameter("--rate takes a number of posts a second, 0 for no limit")
     proxies = _trusted_proxies(trust_proxy or [])
     history_size = _size("--history-bytes", history_bytes)
     streams = _max_streams(max_streams)
     logs.configure(log_level, log_json)
     fds = Budget(raise_open_file_limit())
     limits = Limits(rate, fds.streams if streams is None else streams, max_streams_per_ip)
-    if auth == "none" and not _loopback(host):
+    if workers != 1:
+        _refuse_unshared(backend, workers)
+    if auth == "none" and not _loopback(host) and not worker:  # a supervisor said it for its workers
         print(
             f"roomchat: warning: serving {host} with --auth none: anyone who can reach it"
             " may post as anyone and delete rooms (see docs/security.md)",
             file=sys.stderr,
             flush=True,
         )
+    if workers != 1 and (workers or one_per_core()) > 1:
+        command = [sys.executable, "-m", "roomchat", *sys.argv[1:]]
+        raise SystemExit(supervise(command, workers or one_per_core(), len(names)))
+    if worker:
+        die_with_supervisor()
     try:
         service = build_service(
             ServiceSettings(
@@ -235,15 +266,30 @@ def serve(
             keepalive=keepalive,
             cors_origins=origins,
             trust_proxy=proxies,
+            reuse_port=worker > 0,
         )
         try:
             adapters[name] = factory(service, settings)
         except Exception as exc:
             _fail(f"adapter {name!r} failed to start: {exc}")
+    startup.announce_choice(names, "--all" if all_ else "--adapter" if chosen else None)
+    startup.log_settings(backend, history=history, max_text=max_text, buffer=buffer, keepalive=keepalive)
     try:
         run_forever(service, adapters, lambda: _log_budget(fds, limits.max_streams))
     except (StartupError, BackendUnavailable) as exc:
         _fail(str(exc))
+
+
+_UNSHARED = ("memory", "sqlite")  # backends whose rooms live in one process
+
+
+def _refuse_unshared(backend: str, workers: int) -> None:
+    scheme = backend.partition(":")[0]
+    if scheme in _UNSHARED:
+        _fail(
+            f"--workers {workers} needs a backend the processes share, such as redis://HOST:PORT/DB;"
+            f" {scheme} keeps rooms inside one process"
+        )
 
 
 def _authenticator(
@@ -271,7 +317,7 @@ def _loopback(host: str) -> bool:
 
 
 def _trusted_proxies(values: list[str]) -> tuple[str, ...]:
-    cidrs = tuple(c.strip() for value in values for c in value.split(",") if c.strip())
+    cidrs = tuple(comma_list(values))
     try:
         trusted_networks(cidrs)
     except ValueError as exc:
@@ -319,16 +365,25 @@ def _log_budget(fds: Budget, max_streams: int) -> None:
         )
 
 
+def comma_list(values: list[str]) -> list[str]:
+    """A repeatable option's values, each of which may be a comma-separated list
+    (as the environment gives them: `ROOMCHAT_ADAPTER=rest,grpc`)."""
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
 def _parse_ports(values: list[str], names: list[str]) -> dict[str, int]:
     ports: dict[str, int] = {}
     for value in values:
         for item in value.split(","):
             name, sep, number = item.partition("=")
-            if not sep or not validation.is_whole_number(number) or int(number) > 65535:
+            if not sep or not validation.is_whole_number(number):
                 raise typer.BadParameter(f"--port takes NAME=PORT, got {item!r}")
+            port = validation.bounded_whole_number(number, 65535)
+            if port is None:
+                raise typer.BadParameter(f"--port {item!r}: the port must be from 0 to 65535")
             if name not in names:
                 raise typer.BadParameter(f"--port names {name!r}, which is not being served")
-            ports[name] = int(number)
+            ports[name] = port
     return ports
 
 
@@ -409,6 +464,7 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 def main() -> None:
     """Entry point: usage errors are one line on stderr, never a traceback."""
     command = typer.main.get_command(app)
+    startup.show_placeholders(command)
     try:
         code = command.main(prog_name="roomchat", standalone_mode=False)
     except typer.Exit as exc:

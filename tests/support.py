@@ -156,6 +156,7 @@ async def stream(
 class Process:
     proc: subprocess.Popen[str]
     urls: dict[str, str]
+    said: list[str] = field(default_factory=list)  # stdout up to the last `listening` line
 
     def terminate(self, timeout: float = 6.0) -> int:
         self.proc.send_signal(signal.SIGTERM)
@@ -178,17 +179,19 @@ def roomchat_process(
         env={**os.environ, **(env or {})},
     )
     urls: dict[str, str] = {}
+    said: list[str] = []
     try:
         assert proc.stdout is not None
         while len(urls) < expect:
             line = proc.stdout.readline()
+            said.append(line.rstrip("\n"))
             if not line:
                 err = proc.stderr.read() if proc.stderr else ""
                 raise AssertionError(f"roomchat exited early: {err}")
             if " listening on " in line:
                 head, _, url = line.strip().partition(" listening on ")
                 urls[head.removeprefix("roomchat: ")] = url
-        yield Process(proc, urls)
+        yield Process(proc, urls, said)
     finally:
         if proc.poll() is None:
             proc.kill()

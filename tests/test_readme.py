@@ -55,4 +55,19 @@ def test_the_one_minute_tour() -> None:
         assert [_normalise(line) for line in seen] == [_normalise(line) for line in stream_shown[1:]]
         message = json.loads(posted)["message"]
         assert seen[1] == f"id: {message['id']}"
+        _resume_as_shown(url, message["id"])
         server.terminate()
+
+
+def _resume_as_shown(url: str, real_id: str) -> None:
+    """The README's resume: the latest id asked for, then a stream from it; with the
+    README's own id (from another server) the stream opens with a gap instead."""
+    ask, shown_page, resume, *shown_stream = _console_blocks()[2]
+    page = _curl(ask[2:], url, 10).strip()
+    assert _normalise(page) == _normalise(shown_page)
+    assert json.loads(page)["messages"][0]["id"] == real_id
+    printed_id = ID.search(resume)
+    assert printed_id is not None
+    resumed = _curl(resume[2:].replace(printed_id.group(), real_id), url, 1)
+    assert resumed == "\n".join(shown_stream) + "\n\n"  # `: connected`, and nothing posted since
+    assert _curl(resume[2:], url, 1).startswith("event: gap\n")

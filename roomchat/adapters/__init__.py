@@ -7,6 +7,7 @@ Built-in and third-party adapters alike are found through the entry-point group
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
@@ -30,6 +31,7 @@ class AdapterSettings:
     options: Mapping[str, str] = field(default_factory=dict)
     trust_proxy: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For names the real client
     cors_origins: tuple[str, ...] = ()  # origins allowed to post and delete from a browser
+    reuse_port: bool = False  # bind with SO_REUSEPORT: `serve --workers N` processes share the port
 
     @property
     def tls(self) -> bool:
@@ -48,11 +50,21 @@ class AdapterSettings:
         return read[0], read[1]
 
 
+class CannotListen(OSError):
+    """An adapter cannot bind its address; the runner says `<name> cannot listen on HOST:PORT: <why>`."""
+
+    def __init__(self, host: str, port: int, cause: OSError) -> None:
+        # The OS's reason alone: asyncio's strerror repeats the address in its own words.
+        why = os.strerror(cause.errno) if cause.errno else cause.strerror or str(cause)
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        super().__init__(cause.errno, f"cannot listen on {address}: {why[:1].lower()}{why[1:]}")
+
+
 class Adapter(Protocol):
     async def serve(self, ready: Ready, stopping: asyncio.Event) -> None:
         """Bind, call ready(url), serve until `stopping` is set, drain, return.
 
-        Raise OSError (or any exception with a clear message) if it cannot bind.
+        Raise CannotListen (or any exception with a clear message) if it cannot bind.
         """
         ...
 
@@ -65,4 +77,4 @@ class AdapterFactory(Protocol):
     def __call__(self, manager: Manager, settings: AdapterSettings) -> Adapter: ...
 
 
-__all__ = ["Adapter", "AdapterFactory", "AdapterSettings", "Ready"]
+__all__ = ["Adapter", "AdapterFactory", "AdapterSettings", "CannotListen", "Ready"]

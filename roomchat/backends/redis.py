@@ -23,6 +23,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.connection import AbstractConnection, ConnectionPool, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
@@ -69,6 +70,7 @@ class RedisBackend:
         self._node = uuid.uuid4().hex  # this process, to skip its own deletion notices
         self._sink: BackendSink | None = None
         self._redis: Redis | None = None
+        self._scripts: dict[str, AsyncScript] = {}
         self._reader_pool: ConnectionPool | None = None
         self._reader_conn: AbstractConnection | None = None
         self._reader_id: int | None = None
@@ -89,6 +91,7 @@ class RedisBackend:
     async def start(self, sink: BackendSink) -> None:
         """Connect, or raise BackendUnavailable with a one-line reason."""
         self._sink = sink
+        self._scripts = {}  # registered on this client
         self._redis = Redis.from_url(
             self._url,
             protocol=2,  # RESP2 whatever redis-py's default: works with Redis 5 and up
@@ -159,7 +162,7 @@ class RedisBackend:
 
         Delivery, here too, comes through the reader.
         """
-        script = self._client().register_script(redis_lua.PUBLISH)
+        script = self._script(redis_lua.PUBLISH)
         keys = [ROOM_PREFIX + room_id, ROOM_INDEX, FLOOR]
         args: list[str | int] = [room_id, self._history, self._max_rooms, user_id, text]
         added = await self._call(script(keys=keys, args=args), "store the message")
@@ -168,7 +171,7 @@ class RedisBackend:
         return _message(room_id, str(added), user_id, text)
 
     async def spend(self, key: str, rate: float, burst: float) -> float:
-        script = self._client().register_script(redis_lua.SPEND)
+        script = self._script(redis_lua.SPEND)
         wait = await self._call(script(keys=[BUCKET_PREFIX + key], args=[rate, burst]), "check the rate")
         return float(wait)
 
@@ -244,7 +247,7 @@ class RedisBackend:
         """This process's field in each room's presence hash, stamped with a deadline on Redis's clock."""
         if not parts:
             return
-        script = self._client().register_script(redis_lua.SHARE_PRESENCE)
+        script = self._script(redis_lua.SHARE_PRESENCE)
         head = [self._node, max(1, int(ttl * 1000)), PRESENCE_CHANGED]
         items = list(parts.items())
 
@@ -265,7 +268,7 @@ class RedisBackend:
         """The other processes' unexpired parts; expired ones are deleted on the way."""
         if not room_ids:
             return {}
-        script = self._client().register_script(redis_lua.READ_PRESENCE)
+        script = self._script(redis_lua.READ_PRESENCE)
         rooms = list(room_ids)
 
         async def run() -> list[Any]:
@@ -300,7 +303,7 @@ class RedisBackend:
         clock went back.
         """
         notice = json.dumps({"roomId": room_id, "node": self._node})
-        script = self._client().register_script(redis_lua.DELETE)
+        script = self._script(redis_lua.DELETE)
         keys = [ROOM_PREFIX + room_id, ROOM_INDEX, FLOOR, DELETED]
         await self._call(script(keys=keys, args=[room_id, notice]), "delete the room")
         if self._sink is not None:
@@ -484,6 +487,13 @@ class RedisBackend:
         if self._redis is None:
             raise BackendUnavailable("the Redis backend is not started")
         return self._redis
+
+    def _script(self, source: str) -> AsyncScript:
+        """A Lua script, registered (and its SHA1 computed) once per client, not per call."""
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = self._client().register_script(source)
+        return script
 
     async def _call(self, command: Awaitable[_T], doing: str) -> _T:
         """Await one Redis call; every failure becomes BackendUnavailable."""

@@ -228,17 +228,35 @@ def _presence_target(target: Target, user: str) -> Target:
 
 
 class _Server:
+    """The server's process and, under `serve --workers N`, its workers."""
+
     def __init__(self, pid: int | None) -> None:
         self.proc = psutil.Process(pid) if pid else None
+
+    def _tree(self) -> list[psutil.Process]:
+        assert self.proc is not None
+        with contextlib.suppress(psutil.Error):
+            return [self.proc, *self.proc.children(recursive=True)]
+        return [self.proc]
 
     def cpu(self) -> float | None:
         if self.proc is None:
             return None
-        t = self.proc.cpu_times()
-        return float(t.user + t.system)
+        total = 0.0
+        for proc in self._tree():
+            with contextlib.suppress(psutil.Error):  # a worker that just ended
+                t = proc.cpu_times()
+                total += t.user + t.system
+        return total
 
     def rss(self) -> int | None:
-        return self.proc.memory_info().rss if self.proc is not None else None
+        if self.proc is None:
+            return None
+        total = 0
+        for proc in self._tree():
+            with contextlib.suppress(psutil.Error):
+                total += proc.memory_info().rss
+        return total
 
 
 def run(plan: Plan, progress: Progress) -> Outcome:

@@ -28,6 +28,22 @@ def is_whole_number(value: str) -> bool:
     return value.isascii() and value.isdigit()
 
 
+def bounded_whole_number(value: str, high: int) -> int | None:
+    """`value` as a whole number from 0 to `high`, or None if it is not one.
+
+    The digits are counted before `int` reads them: `int` refuses more than 4300
+    digits with a ValueError (and is quadratic below that), so an untrusted number
+    is bounded first. Leading zeros are allowed, as `int` allows them.
+    """
+    if not is_whole_number(value):
+        return None
+    digits = value.lstrip("0")
+    if len(digits) > len(str(high)):
+        return None
+    number = int(digits or "0")
+    return number if number <= high else None
+
+
 def room_id(value: object) -> str:
     if not isinstance(value, str) or not _ROOM_ID.fullmatch(value):
         raise ValidationError(

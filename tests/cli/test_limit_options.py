@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import typer
 
@@ -37,6 +40,7 @@ def test_history_bytes_refuses_what_is_not_a_size(value: str) -> None:
     [
         (["--rate", "-1"], "--rate"),
         (["--rate", "fast"], "--rate"),
+        (["--rate", "inf"], "--rate takes a number"),
         (["--max-streams", "lots"], "--max-streams takes auto or a whole number"),
         (["--max-streams-per-ip", "-2"], "--max-streams-per-ip"),
         (["--trust-proxy", "10.0.0.0/33"], "--trust-proxy takes an IP address or CIDR"),
@@ -72,3 +76,25 @@ def test_at_start_up_the_soft_open_file_limit_is_raised_to_the_hard_one() -> Non
     fds = Budget(400)
     assert f"open-file limit 400: room for {fds.streams} streams" in log
     assert f"--max-streams {fds.streams}" in log  # auto
+
+
+DOCS = Path(__file__).parents[2] / "docs"
+
+
+def test_the_documented_share_of_file_descriptors_is_the_real_one() -> None:
+    section = (DOCS / "security.md").read_text().split("### File descriptors")[1]
+    rows = re.findall(r"^ *\| ([\d,]+) \| ([\d,]+) \| ([\d,]+) \| ([\d,]+) \|$", section, re.MULTILINE)
+    assert len(rows) == 3
+    for row in rows:
+        limit, grpc, http, streams = (int(cell.replace(",", "")) for cell in row)
+        fds = Budget(limit)
+        assert (grpc, http, streams) == (fds.grpc_connections, fds.http_connections, fds.streams)
+
+
+def test_every_limit_option_is_documented() -> None:
+    configuration = (DOCS / "configuration.md").read_text()
+    limits = (DOCS / "security.md").read_text().split("## Limits")[1]
+    for option in ("rate", "max-streams", "max-streams-per-ip", "trust-proxy", "max-rooms", "history-bytes"):
+        variable = "ROOMCHAT_" + option.upper().replace("-", "_")
+        assert f"| `--{option}" in configuration and f"`{variable}`" in configuration, option
+        assert f"`--{option}`" in limits, option

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -13,6 +15,7 @@ import time
 import httpx
 import pytest
 
+from roomchat import __version__
 from roomchat.adapters.registry import available
 from tests.support import RawStream, roomchat_process
 
@@ -103,6 +106,36 @@ def test_port_in_use_is_one_clear_line() -> None:
         _one_line_error(both, "html", "in use")
 
 
+def _ports(ports: dict[str, object]) -> str:
+    return ",".join(f"{name}={port}" for name, port in ports.items())
+
+
+def test_a_second_server_is_one_line_naming_every_address_and_says_nothing_is_listening() -> None:
+    env = {"ROOMCHAT_ADAPTER": "grpc,html,rest"}  # a comma list, as --port takes
+    any_port = _ports(dict.fromkeys(["grpc", "html", "rest"], 0))
+    with roomchat_process("--port", any_port, expect=3, env=env) as first:
+        taken = {name: url.rsplit(":", 1)[1] for name, url in first.urls.items()}
+        second = run_cli("serve", "--port", _ports(taken), env=env)
+        assert first.terminate() == 0
+    in_use = [f"{name} cannot listen on 127.0.0.1:{port}: address already in use"
+              for name, port in taken.items()]
+    _one_line_error(second, *in_use)
+    assert "never retrieved" not in second.stderr
+    assert "listening" not in second.stdout
+
+
+@pytest.mark.parametrize("busy", ["rest", "grpc"])
+def test_no_adapter_says_listening_when_another_cannot_bind(busy: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"grpc": 0, "html": 0, "rest": 0, busy: port}
+        out = run_cli("serve", "--adapter", "grpc,html,rest", "--port", _ports(ports))
+    _one_line_error(out, f"{busy} cannot listen on 127.0.0.1:{port}")
+    assert "listening" not in out.stdout
+
+
 @pytest.mark.parametrize("adapter", ["rest", "grpc"])
 def test_a_missing_tls_file_is_named(adapter: str) -> None:
     tls = ["--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"]
@@ -119,7 +152,9 @@ def test_bare_roomchat_prints_its_help() -> None:
     ("args", "word"),
     [
         (["--port", "rest"], "NAME=PORT"),
-        (["--port", "rest=99999"], "NAME=PORT"),
+        (["--port", "rest=99999"], "from 0 to 65535"),
+        (["--port", "rest=70000"], "from 0 to 65535"),
+        (["--port", "rest=" + "9" * 4301], "from 0 to 65535"),
         (["--history", "0"], "history"),
         (["--bogus"], "bogus"),
         (["--backend", "carrier://x"], "backend"),
@@ -129,3 +164,56 @@ def test_bare_roomchat_prints_its_help() -> None:
 )
 def test_bad_options_are_one_clear_line(args: list[str], word: str) -> None:
     _one_line_error(run_cli("serve", "--adapter", "rest", *args), word)
+
+
+@pytest.mark.parametrize("args", [["--version"], ["version"]])
+def test_the_version_both_ways(args: list[str]) -> None:
+    out = run_cli(*args)
+    assert (out.returncode, out.stdout, out.stderr) == (0, f"{__version__}\n", "")
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        ("serve", ["--adapter NAME", "--port NAME=PORT", "--backend URL", "--history N",
+                   "--keepalive SECONDS"]),
+        ("bench", ["--url URL", "-n, --listeners N", "--rate N", "--transport sse|grpc"]),
+    ],
+)
+def test_help_shows_placeholders_not_types(command: str, shown: list[str]) -> None:
+    out = run_cli(command, "--help")
+    assert out.returncode == 0
+    assert all(f"  {option} " in out.stdout for option in shown), out.stdout
+    assert not re.search(r"<[a-z]", out.stdout), out.stdout  # no `<int range>` or `<list[str]>`
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "why"),
+    [
+        ([], {}, "all found; choose with --adapter NAME"),
+        ([], {"ROOMCHAT_ADAPTER": ","}, "all found; choose with --adapter NAME"),  # an empty list
+        (["--all"], {}, "--all: every adapter found"),
+        (["--adapter", "rest"], {}, "chosen with --adapter"),
+    ],
+)
+def test_it_says_which_adapters_it_serves_and_why_before_serving(
+    args: list[str], env: dict[str, str], why: str
+) -> None:
+    names = sorted(available()) if "rest" not in args else ["rest"]
+    ports = ",".join(f"{name}=0" for name in names)
+    with roomchat_process(*args, "--port", ports, expect=len(names), env=env) as server:
+        assert server.said[0] == f"roomchat: serving {', '.join(names)} ({why})"
+        assert all(" listening on " in line for line in server.said[1:])
+        assert server.terminate() == 0
+
+
+def test_json_logs_at_debug_say_what_starts() -> None:
+    logging = ("--log-json", "--log-level", "debug")
+    with roomchat_process("--adapter", "rest", "--port", "rest=0", *logging) as server:
+        url = server.urls["rest"]
+        assert server.terminate() == 0
+        assert server.proc.stderr is not None
+        logged = [json.loads(line)["message"] for line in server.proc.stderr.read().splitlines()]
+    assert "roomchat 0.1.0 serving rest (chosen with --adapter)" in logged
+    assert "backend memory, history=1000 max-text=4096 buffer=1024 keepalive=15.0" in logged
+    assert f"rest listening on {url}" in logged

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import grpc
 import httpx
@@ -97,6 +98,10 @@ async def test_at_the_open_file_limit_every_request_is_answered_and_all_recovers
             assert posted.status_code == 201
             async with client.stream("GET", "/api/stream/r") as stream:
                 assert stream.status_code == 200
+            metrics = (await client.get("/metrics")).text
+        assert f"roomchat_http_connections_limit {float(fds.http_connections)}" in metrics
+        refused = re.search(r"^roomchat_http_connections_refused_total (\S+)$", metrics, re.MULTILINE)
+        assert refused is not None and float(refused[1]) >= len(REQUESTS) + 30
         assert server.terminate() == 0
         assert server.proc.stderr is not None
         log = server.proc.stderr.read()

@@ -16,7 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from roomchat.adapters import AdapterSettings, Ready
+from roomchat.adapters import AdapterSettings, CannotListen, Ready
 from roomchat.adapters.grpc.servicer import SERVICE, RoomServicer
 from roomchat.core import Manager, validation
 from roomchat.descriptors import budget
@@ -63,7 +63,8 @@ class GrpcAdapter:
     def options(self) -> list[tuple[str, int | str]]:
         """Channel arguments; `grpc.*` keys in settings.options override them."""
         options: dict[str, int | str] = {
-            "grpc.so_reuseport": 0,  # a port in use is an error, not a shared port
+            # A port in use is an error, not a shared port, unless `serve --workers N` shares it.
+            "grpc.so_reuseport": int(self.settings.reuse_port),
             "grpc.max_receive_message_length": self.settings.max_body,
             # Server pings on idle connections find clients that vanished.
             "grpc.keepalive_time_ms": int(self.settings.keepalive * 1000),
@@ -79,13 +80,14 @@ class GrpcAdapter:
         }
         for key, value in self.settings.options.items():
             if key.startswith("grpc."):
-                options[key] = int(value) if validation.is_whole_number(value.removeprefix("-")) else value
+                options[key] = _channel_argument(key, value)
         return list(options.items())
 
     def _bind(self, server: grpc.aio.Server) -> int:
         host, port = self.settings.host, self.settings.port
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        _probe(host, port, address)  # grpcio would log its own error to stderr first
+        reuse = self.settings.reuse_port
+        _probe(host, port, reuse)  # grpcio would log its own error to stderr first
         try:
             if self.settings.tls:
                 bound = server.add_secure_port(address, self._credentials())
@@ -94,7 +96,7 @@ class GrpcAdapter:
         except RuntimeError:  # grpcio raises this when it cannot bind
             bound = 0
         if not bound:
-            raise _bind_error(host, port, address)
+            raise _bind_error(host, port, reuse)
         return bound
 
     def _credentials(self) -> grpc.ServerCredentials:
@@ -102,23 +104,36 @@ class GrpcAdapter:
         return grpc.ssl_server_credentials([(key, cert)])
 
 
-def _probe(host: str, port: int, address: str) -> None:
+def _channel_argument(key: str, value: str) -> int | str:
+    """A number where the value is one (gRPC's are C ints, so bounded before `int` reads it)."""
+    digits = value.removeprefix("-")
+    if not validation.is_whole_number(digits):
+        return value
+    number = validation.bounded_whole_number(digits, 2**31 - 1)
+    if number is None:
+        raise ValueError(f"{key} must be at most {2**31 - 1}")
+    return -number if value.startswith("-") else number
+
+
+def _probe(host: str, port: int, reuse_port: bool) -> None:
     """Raise the OS's reason if the address cannot be bound (grpcio does not say why)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpcio binds
+            if reuse_port:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             probe.bind((host, port))
     except OSError as exc:
-        raise OSError(exc.errno, f"{address}: {exc.strerror}") from None
+        raise CannotListen(host, port, exc) from None
 
 
-def _bind_error(host: str, port: int, address: str) -> OSError:
+def _bind_error(host: str, port: int, reuse_port: bool) -> OSError:
     try:
-        _probe(host, port, address)
+        _probe(host, port, reuse_port)
     except OSError as exc:
         return exc
-    return OSError(errno.EADDRNOTAVAIL, f"cannot listen on {address}")
+    return CannotListen(host, port, OSError(errno.EADDRNOTAVAIL, ""))
 
 
 class _Health(health.aio.HealthServicer):  # type: ignore[name-defined,misc]

@@ -19,7 +19,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None:
         if not validation.is_whole_number(declared):
             raise BadRequest(400, "Content-Length must be a number")
-        if int(declared) > limit:
+        if validation.bounded_whole_number(declared, limit) is None:  # over the limit, however long
             raise BadRequest(413, f"body must be at most {limit} bytes")
     chunks: list[bytes] = []
     size = 0
@@ -37,9 +37,10 @@ def whole_number(query: Mapping[str, str], name: str, default: int, low: int = 1
     raw = query.get(name)
     if raw is None:
         return default
-    if len(raw) > len(str(high)) or not validation.is_whole_number(raw) or not low <= int(raw) <= high:
+    number = validation.bounded_whole_number(raw, high)
+    if number is None or number < low:
         raise ValidationError(name, f"{name} must be a whole number from {low} to {high}")
-    return int(raw)
+    return number
 
 
 def _not_json(constant: str) -> Any:
@@ -68,7 +69,9 @@ def messages_page(messages: list[Message]) -> Response:
 
 
 def text_field(body: dict[str, object]) -> object:
-    """`text`, or the Go server's `data` in its place."""
+    """`text`, or the Go server's `data` in its place; a `data` beside `text` must still be a string."""
+    if "data" in body and not isinstance(body["data"], str):
+        raise ValidationError("data", "data must be a string (the text, in the Go server's field)")
     return body["text"] if "text" in body else body.get("data")
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from roomchat.core import BackendUnavailable, ValidationError
 from roomchat.core.errors import Forbidden, Overloaded, RateLimited, Unauthenticated
@@ -60,7 +61,19 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
 
 async def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return error(exc.status_code, exc.detail, dict(exc.headers) if exc.headers else None)
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:  # Starlette names only the methods of the first route that matched
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return error(exc.status_code, exc.detail, headers or None)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app answers on this path."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(request.url.path):
+            methods |= route.methods
+    return sorted(methods)
 
 
 async def _gone(request: Request, exc: Exception) -> Response:

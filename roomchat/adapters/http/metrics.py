@@ -14,6 +14,7 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
+from roomchat.adapters.http.capacity import CONNECTIONS
 from roomchat.core import Manager
 
 
@@ -37,6 +38,15 @@ class ManagerCollector(Collector):
         )
         yield CounterMetricFamily(
             "roomchat_listeners_lagged", "Listeners ended for being too slow", stats.lagged
+        )
+        yield GaugeMetricFamily(
+            "roomchat_http_connections", "Open HTTP connections, every adapter", CONNECTIONS.open
+        )
+        yield GaugeMetricFamily(
+            "roomchat_http_connections_limit", "HTTP connections allowed (0: no cap)", CONNECTIONS.limit
+        )
+        yield CounterMetricFamily(
+            "roomchat_http_connections_refused", "Connections answered 503 past the cap", CONNECTIONS.refused
         )
 
 

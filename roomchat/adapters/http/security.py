@@ -111,7 +111,8 @@ class BrowserSafety:
         if method == "OPTIONS" and seen.preflight:
             if cors is not None:
                 return _preflight(cors, send)
-            return _refuse(scope, receive, send, f"cross-origin requests from {seen.origin} are not allowed")
+            refused = f"cross-origin requests from {seen.origin or 'another origin'} are not allowed"
+            return _refuse(scope, receive, send, f"{refused}: allow that origin with --cors-origin")
         if cors is None and method != "OPTIONS" and self._cross_origin(scope, seen):
             what = f"cross-origin {method} from {seen.origin or 'another site'} refused"
             return _refuse(scope, receive, send, f"{what}: allow that origin with --cors-origin")

@@ -15,7 +15,7 @@ from typing import Any
 
 import uvicorn
 
-from roomchat.adapters import AdapterSettings, Ready
+from roomchat.adapters import AdapterSettings, CannotListen, Ready
 from roomchat.adapters.http.capacity import CONNECTIONS
 from roomchat.adapters.http.guard import GuardedHttpProtocol
 from roomchat.adapters.http.sse import with_raw_send
@@ -38,18 +38,24 @@ class _Server(uvicorn.Server):
             self._on_started()
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket. proto=IPPROTO_TCP makes asyncio set TCP_NODELAY."""
+def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket. proto=IPPROTO_TCP makes asyncio set TCP_NODELAY.
+
+    `reuse_port`: several processes (`serve --workers N`) listen on the same
+    port and the kernel spreads new connections over them.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.listen(2048)
         sock.setblocking(False)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise CannotListen(host, port, exc) from None
     return sock
 
 
@@ -65,7 +71,7 @@ async def serve_asgi(
     """Serve `app` until `stopping` is set, then let open responses finish."""
     if settings.tls:
         settings.tls_files()  # a missing file is named before anything binds
-    sock = bind(settings.host, settings.port)
+    sock = bind(settings.host, settings.port, settings.reuse_port)
     CONNECTIONS.set_from_open_file_limit()  # the limit as raised at start-up
     config = uvicorn.Config(
         with_raw_send(app),

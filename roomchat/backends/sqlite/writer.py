@@ -9,6 +9,7 @@ the next posts queue up, so under load a commit carries many posts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -118,9 +119,10 @@ class Writer:
                 self._conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", last)
             self._conn.execute("COMMIT")
             self.commits += 1
-        except sqlite3.Error as exc:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
+        except Exception as exc:  # sqlite3.Error (disk full, I/O error...), or a bug: never a hung post
+            with contextlib.suppress(sqlite3.Error):
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
             self._ids.last = last_before
             for room_id, count in counts_before.items():
                 if count is None:

@@ -345,3 +345,46 @@ async def test_an_expired_or_too_narrow_token_is_said_plainly(browser: Browser) 
         await expect(page.locator("#error")).to_be_empty()
         await say(page, "back again")
         await expect(texts(page)).to_have_text(["back again"])
+
+
+async def test_the_api_docs_page_works_under_its_strict_policy(browser: Browser) -> None:
+    async with serve("rest") as server:
+        page = await (await browser.new_context()).new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda exc: problems.append(str(exc)))
+        page.on(
+            "console",
+            lambda message: (
+                problems.append(message.text)
+                if message.type == "error" and "Failed to load resource" not in message.text  # the favicon
+                else None
+            ),
+        )
+        page.on("requestfailed", lambda request: problems.append(f"{request.url} failed"))
+        response = await page.goto(f"{server.url()}/docs")
+        assert response is not None
+        assert "frame-ancestors 'none'" in (await response.all_headers())["content-security-policy"]
+        await expect(page.locator("#title")).to_contain_text("roomchat")
+        await expect(page.locator("#ops details").first).to_be_visible()
+        assert await page.locator("#ops details").count() >= 5
+        # Its stylesheet applied (60rem):
+        assert await page.evaluate("getComputedStyle(document.body).maxWidth") == "960px"
+        assert problems == []  # no script or style refused by the policy
+
+
+async def test_the_home_page_with_a_token_lists_the_rooms_the_token_may_read(
+    browser: Browser, client: httpx.AsyncClient
+) -> None:
+    async with jwt_server() as server:
+        for room in ("team-a", "team-b", "secret"):
+            await post_as(client, server, room, "bob", "hi")
+        page = await (await browser.new_context()).new_page()
+        await page.goto(f"{server.url('html')}/#token={token('ann', rooms=['team-*'])}")
+        # The page reloads itself once it has the token: two page loads, on a shared machine.
+        await expect(page.locator(".rooms a")).to_have_text(["team-a", "team-b"], timeout=15_000)
+        assert page.url == f"{server.url('html')}/"
+        await expect(page.locator("#name")).to_have_count(0)  # the name is the token's
+        await page.click("text=team-b")
+        await expect(page.locator("#status")).to_have_text("Connected")
+        await expect(page.locator("#name")).to_have_value("ann")
+        await expect(texts(page)).to_have_text(["hi"])  # its own GET carried the token this time
