@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from itertools import islice
 
@@ -11,7 +12,7 @@ from roomchat.core.errors import Overloaded
 from roomchat.core.ids import Clock, IdSequence, wall_ms
 from roomchat.core.limits import TokenBuckets
 from roomchat.core.message import Message, format_time, id_key
-from roomchat.core.ports import BackendSettings, BackendSink, Replay
+from roomchat.core.ports import KEY_TTL, BackendSettings, BackendSink, Posted, Replay
 from roomchat.core.presence import OneProcessPresence
 
 # What one stored message holds besides its text, roughly: the object, its id,
@@ -54,6 +55,9 @@ class MemoryBackend(OneProcessPresence):
         self._index: SortedList[str] = SortedList()  # room ids in order: pages without a sort
         self._subscribed: set[str] = set()
         self._ids = IdSequence(clock)
+        # Idempotency keys by room: (userId, key) -> message, in the order stored; a
+        # key is forgotten once its message has left history (or after KEY_TTL).
+        self._keys: dict[str, dict[tuple[str, str], Message]] = {}
         self._sink: BackendSink | None = None
 
     async def start(self, sink: BackendSink) -> None:
@@ -97,6 +101,30 @@ class MemoryBackend(OneProcessPresence):
                 return  # only `keep` is left: the newest message always stays
             self._forget(room_id)
 
+    async def publish_once(self, room_id: str, user_id: str, text: str, key: str) -> Posted:
+        """Atomic here for free: nothing between the key's check and its store awaits."""
+        keys = self._keys.get(room_id)
+        if keys is not None:
+            self._forget_keys(room_id, keys)
+            earlier = keys.get((user_id, key))
+            if earlier is not None:
+                if earlier.key[0] > (time.time() - KEY_TTL) * 1000:
+                    return Posted(earlier, replayed=True)
+                del keys[(user_id, key)]  # so the new one goes last, in id order
+        message = await self.publish(room_id, user_id, text)
+        self._keys.setdefault(room_id, {})[(user_id, key)] = message
+        return Posted(message)
+
+    def _forget_keys(self, room_id: str, keys: dict[tuple[str, str], Message]) -> None:
+        """Drop the keys whose messages left history: the oldest come first."""
+        room = self._rooms.get(room_id)
+        oldest = room[0].key if room else None
+        while keys:
+            first, message = next(iter(keys.items()))
+            if oldest is not None and message.key >= oldest:
+                return
+            del keys[first]
+
     async def replay(self, room_id: str, after: str) -> Replay:
         room = self._rooms.get(room_id, [])
         for index in range(len(room) - 1, -1, -1):
@@ -133,6 +161,7 @@ class MemoryBackend(OneProcessPresence):
 
     def _forget(self, room_id: str) -> None:
         room = self._rooms.pop(room_id)
+        self._keys.pop(room_id, None)
         self._bytes -= sum(message_cost(m) for m in room)
         self._index.remove(room_id)
         # A dict never shrinks by itself: after most rooms are gone its table

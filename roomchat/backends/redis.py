@@ -30,7 +30,7 @@ from redis.exceptions import RedisError, ResponseError
 from roomchat.backends import redis_lua
 from roomchat.core.errors import BackendUnavailable, Overloaded
 from roomchat.core.message import Message, format_time, id_key
-from roomchat.core.ports import BackendSettings, BackendSink, Replay
+from roomchat.core.ports import KEY_TTL, BackendSettings, BackendSink, Posted, Replay
 from roomchat.core.presence import PresencePart
 
 ROOM_PREFIX = "roomchat:room:"
@@ -38,6 +38,7 @@ ROOM_INDEX = "roomchat:room-index"  # sorted set (all scores 0) of rooms that ha
 LEGACY_ROOMS = "roomchat:rooms"  # the plain set older versions kept; moved into ROOM_INDEX at start
 FLOOR = "roomchat:id-floor"  # the largest id a deleted room ever had: a new stream starts above it
 BUCKET_PREFIX = "roomchat:rate:"  # a token bucket per user or client IP: {tokens, at}
+KEY_PREFIX = "roomchat:key:"  # an idempotency key: "<message id> <text>", for KEY_TTL seconds
 DELETED = "roomchat:deleted"  # pub/sub channel: {"roomId", "node"}
 PRESENCE_PREFIX = "roomchat:presence:"  # hash per room: node -> "<deadline ms> <part JSON>"
 PRESENCE_CHANGED = "roomchat:presence-changed"  # pub/sub channel: {"roomId", "node"}
@@ -169,6 +170,22 @@ class RedisBackend:
         if added is None:
             raise Overloaded("too many rooms")
         return _message(room_id, str(added), user_id, text)
+
+    async def publish_once(self, room_id: str, user_id: str, text: str, key: str) -> Posted:
+        """One Lua script stores the message and its key, or answers the message stored under it.
+
+        Redis runs a script whole or not at all, so a post whose answer was lost (a
+        timeout while Redis stalled, which then stored it) is found by its retry on
+        any process, and a retry racing the first post cannot store a second copy.
+        """
+        script = self._script(redis_lua.PUBLISH_ONCE)
+        keys = [ROOM_PREFIX + room_id, ROOM_INDEX, FLOOR, _key_name(room_id, user_id, key)]
+        args: list[str | int] = [room_id, self._history, self._max_rooms, user_id, text, KEY_TTL]
+        answer = await self._call(script(keys=keys, args=args), "store the message")
+        if answer is None:
+            raise Overloaded("too many rooms")
+        stored, entry_id, first_text = answer
+        return Posted(_message(room_id, str(entry_id), user_id, str(first_text)), replayed=not int(stored))
 
     async def spend(self, key: str, rate: float, burst: float) -> float:
         script = self._script(redis_lua.SPEND)
@@ -513,6 +530,9 @@ class RedisBackend:
         return [_entry(room_id, entry_id, fields) for entry_id, fields in entries]
 
 
+def _key_name(room_id: str, user_id: str, key: str) -> str:
+    """Where an idempotency key lives; the user's length keeps user and key apart."""
+    return f"{KEY_PREFIX}{room_id}:{len(user_id)}:{user_id}:{key}"
 def _notice(channel: str, data: str) -> tuple[str, object] | None:
     """A pub/sub notice's room and node; None (and a warning) when malformed."""
     try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 # KEYS: the room's stream, the room index, the id floor.
 # ARGV: room id, history, max rooms (0: no limit), user id, text.
-# Answers the new entry's id, or nil when the room would pass max rooms.
-PUBLISH = """
+# Sets `added` to the new entry's id; answers nil when the room would pass max rooms.
+_STORE = """
 local stream, index, floor_key = KEYS[1], KEYS[2], KEYS[3]
 local room, max_rooms = ARGV[1], tonumber(ARGV[3])
 if max_rooms > 0 and not redis.call('ZSCORE', index, room) then
@@ -26,8 +26,30 @@ end
 local added = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[2], id, 'userId', ARGV[4], 'text', ARGV[5])
 redis.call('PERSIST', stream)  -- a tombstone left by an older roomchat becomes a room again
 redis.call('ZADD', index, 0, room)
-return added
 """
+
+# Answers the new entry's id, or nil when the room would pass max rooms.
+PUBLISH = _STORE + "return added\n"
+
+# `PUBLISH` and an idempotency key in one step. KEYS: as PUBLISH, then the key's
+# name; ARGV: as PUBLISH, then the key's lifetime in seconds. The key's value is
+# the first message's id and text, so a retry answers it even once it has left
+# history. Answers {1, id, text} when stored, {0, id, text} for a replay, nil
+# when the room would pass max rooms.
+PUBLISH_ONCE = (
+    """
+local first = redis.call('GET', KEYS[4])
+if first then
+  local space = string.find(first, ' ', 1, true)
+  return {0, string.sub(first, 1, space - 1), string.sub(first, space + 1)}
+end
+"""
+    + _STORE
+    + """
+redis.call('SET', KEYS[4], added .. ' ' .. ARGV[5], 'EX', ARGV[6])
+return {1, added, ARGV[5]}
+"""
+)
 
 # KEYS: the room's stream, the room index, the id floor, the deletion channel.
 # ARGV: room id, the notice to publish.

@@ -16,7 +16,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 from urllib.parse import quote, urlsplit
 
 from roomchat.bench.tally import LAGGED, Sink
@@ -32,11 +32,16 @@ class Target:
     post_path: str = "/api/room/{room}"
     stream_path: str = "/api/stream/{room}"
     text_field: str = "text"
+    rooms: int = 1  # a WebSocket listener subscribes to this many rooms; posts go round them
     token: str | None = None  # sent as `Authorization: Bearer` (--auth jwt)
 
     @property
     def auth_header(self) -> str:
         return f"Authorization: Bearer {self.token}\r\n" if self.token else ""
+
+    @property
+    def room_ids(self) -> list[str]:
+        return [self.room] if self.rooms == 1 else [f"{self.room}-{i}" for i in range(self.rooms)]
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -83,6 +88,7 @@ class StalledStream(Protocol):
 
 
 STALLED_RCVBUF = 8192  # bytes
+_P = TypeVar("_P", bound=asyncio.Protocol)
 
 # -- SSE over raw HTTP/1.1 ---------------------------------------------------------
 
@@ -126,13 +132,28 @@ class _SseProtocol(asyncio.Protocol):
             self.ended()
 
 
-class _SseStream:
-    def __init__(self, protocol: _SseProtocol) -> None:
+class AbortingStream:
+    """A stream closed by aborting its protocol's transport."""
+
+    def __init__(self, protocol: asyncio.Protocol) -> None:
         self._protocol = protocol
 
     def close(self) -> None:
-        if self._protocol.transport is not None:
-            self._protocol.transport.abort()
+        transport = getattr(self._protocol, "transport", None)
+        if transport is not None:
+            transport.abort()
+
+
+async def connect_small_window(host: str, port: int, factory: Callable[[], _P]) -> _P:
+    """A connection with a small receive window, as a slow client far away has: the
+    server's buffers fill, not ours."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RCVBUF)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, (host, port))
+    _, protocol = await loop.create_connection(factory, sock=sock)
+    return protocol
 
 
 class _StalledSse:
@@ -182,11 +203,12 @@ class _HttpPublisher:
 
     def __init__(self, target: Target, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         host, port = target.host_port
-        path = target.post_path.format(room=quote(target.room, safe=""))
-        self._head = (
-            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-            + target.auth_header
-        )
+        self._heads = [
+            f"POST {target.post_path.format(room=quote(room, safe=''))} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Content-Type: application/json\r\n{target.auth_header}".encode()
+            for room in target.room_ids
+        ]
+        self._posted = 0
         self._user = json.dumps(target.user)
         self._field = json.dumps(target.text_field)
         self._reader = reader
@@ -194,7 +216,9 @@ class _HttpPublisher:
 
     async def post(self, text: str) -> None:
         body = f'{{"userId":{self._user},{self._field}:{json.dumps(text)}}}'.encode()
-        self._writer.write(b"%sContent-Length: %d\r\n\r\n%s" % (self._head.encode(), len(body), body))
+        head = self._heads[self._posted % len(self._heads)]  # round the rooms, one post each
+        self._posted += 1
+        self._writer.write(b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body))
         head = await self._reader.readuntil(b"\r\n\r\n")
         length = 0
         for line in head.split(b"\r\n"):
@@ -231,17 +255,11 @@ class SseClient:
             lambda: _SseProtocol(self._request(target), sink, ended), host, port
         )
         await protocol.ready
-        return _SseStream(protocol)
+        return AbortingStream(protocol)
 
     async def stalled(self, target: Target) -> StalledStream:
         host, port = target.host_port
-        loop = asyncio.get_running_loop()
-        # A small receive window, as a slow client far away has: the server's buffers fill, not ours.
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RCVBUF)
-        sock.setblocking(False)
-        await loop.sock_connect(sock, (host, port))
-        _, protocol = await loop.create_connection(lambda: _StalledProtocol(self._request(target)), sock=sock)
+        protocol = await connect_small_window(host, port, lambda: _StalledProtocol(self._request(target)))
         await protocol.ready
         return _StalledSse(protocol)
 
@@ -262,4 +280,10 @@ def _grpc() -> BenchClient:
     return client
 
 
-CLIENTS: dict[str, Callable[[], BenchClient]] = {"sse": _sse, "grpc": _grpc}
+def _ws() -> BenchClient:
+    module = importlib.import_module("roomchat.bench.ws_client")
+    client: BenchClient = module.WsClient()
+    return client
+
+
+CLIENTS: dict[str, Callable[[], BenchClient]] = {"sse": _sse, "grpc": _grpc, "ws": _ws}

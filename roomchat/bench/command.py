@@ -13,7 +13,7 @@ import typer
 
 
 def bench(
-    transport: Annotated[str, typer.Option(help="Bench client: sse or grpc.")] = "sse",
+    transport: Annotated[str, typer.Option(help="Bench client: sse, ws or grpc.")] = "sse",
     listeners: Annotated[int, typer.Option("--listeners", "-n", min=1, help="Streams on the room.")] = 100,
     messages: Annotated[int, typer.Option("--messages", "-m", min=1, help="Messages to post.")] = 1000,
     rate: Annotated[float | None, typer.Option(min=0.001, help="Messages per second; default flat out.")] = (
@@ -22,6 +22,7 @@ def bench(
     publishers: Annotated[int, typer.Option(min=1, help="Connections posting at once.")] = 4,
     size: Annotated[int, typer.Option(min=0, max=4096, help="Pad each text to this many characters.")] = 0,
     stalled: Annotated[int, typer.Option(min=0, help="Extra listeners that never read.")] = 0,
+    rooms: Annotated[int, typer.Option(min=1, max=100, help="Rooms per WebSocket listener (ws).")] = 1,
     workers: Annotated[int, typer.Option(min=0, help="Client processes holding the streams (0: auto).")] = 0,
     drain: Annotated[float, typer.Option(min=0.1, help="Seconds with no delivery before giving up.")] = 5.0,
     url: Annotated[str | None, typer.Option(help="Server to bench (default: start `roomchat serve`).")] = (
@@ -58,6 +59,8 @@ def bench(
         raise typer.BadParameter("--auth must be none or jwt")
     if auth == "jwt" and url is not None:
         raise typer.BadParameter("--auth jwt benches a server it starts (it holds the secret); drop --url")
+    if rooms > 1 and transport != "ws":
+        raise typer.BadParameter("--rooms goes with --transport ws")
     if pid is not None and url is None:
         raise typer.BadParameter("--pid goes with --url")
     if backend is not None and url is not None:
@@ -70,6 +73,7 @@ def bench(
         stream_path=stream_path, text_field=text_field, server_args=tuple(server_arg or ()), pin=pin,
         auth=auth,
         backend=backend,
+        rooms=rooms,
         presence=presence,
     )
     try:

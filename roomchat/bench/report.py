@@ -21,6 +21,7 @@ def figures(o: Outcome) -> dict[str, Any]:
     f: dict[str, Any] = {
         "transport": o.plan.transport,
         "listeners": o.plan.listeners,
+        "rooms_per_listener": o.plan.rooms,
         "listeners_failed": t.failed,
         "stalled": o.plan.stalled,
         "stalled_dropped_as_lagged": o.stalled_lagged,
@@ -69,6 +70,11 @@ def figures(o: Outcome) -> dict[str, Any]:
             if o.rss_idle is not None and o.rss_start is not None
             else None
         ),
+        "server_rss_kib_per_subscription": (
+            _div((o.rss_idle - o.rss_start) / 1024, o.plan.listeners * o.plan.rooms + o.plan.stalled)
+            if o.rss_idle is not None and o.rss_start is not None
+            else None
+        ),
         "server_rss_growth_mib": _mib(o.rss_peak - o.rss_idle) if o.rss_peak and o.rss_idle else None,
         "presence_events": t.presence if o.plan.presence else None,
         "presence_events_per_listener": _div(t.presence, listeners) if o.plan.presence else None,
@@ -95,6 +101,7 @@ def rows(f: dict[str, Any]) -> list[tuple[str, str]]:
     rss = f["server_rss_mib"]
     out = [
         ("transport", f"{f['transport']}, {f['listeners']:,} listeners"
+         + (f" x {f['rooms_per_listener']} rooms" if f["rooms_per_listener"] > 1 else "")
          + (f" + {f['stalled']} stalled" if f["stalled"] else "")),
         ("published", f"{f['published']:,} messages at {_n(f['publish_rate'])}/s"
          + (f" (asked {f['rate_asked']:g}/s)" if f["rate_asked"] else " (flat out)")),
@@ -113,7 +120,9 @@ def rows(f: dict[str, Any]) -> list[tuple[str, str]]:
          f"{f['server_cpu_seconds']:.2f} s, {_n(f['server_cpu_us_per_delivery'], '.2f')} µs per delivery"),
         ("server RSS", "-" if rss["idle"] is None else
          f"{rss['start']:.1f} MiB at start, {rss['idle']:.1f} idle with listeners, peak {rss['peak']:.1f}; "
-         f"{_n(f['server_rss_kib_per_idle_listener'], '.1f')} KiB per idle listener"),
+         f"{_n(f['server_rss_kib_per_idle_listener'], '.1f')} KiB per idle listener"
+         + (f", {_n(f['server_rss_kib_per_subscription'], '.1f')} KiB per subscription"
+            if f["rooms_per_listener"] > 1 else "")),
     ]
     if f["presence_events"] is not None:
         out.append(("presence", f"{f['presence_events']:,} events, "

@@ -55,6 +55,7 @@ class Plan:
     pin: bool = False  # server on the first core, the client on the others
     auth: str = "none"  # jwt: the server checks a token on every stream and post
     backend: str | None = None  # the started server's --backend
+    rooms: int = 1  # rooms each WebSocket listener subscribes to; posts go round them
     presence: bool = False  # each listener names a user of its own and asks for presence events
 
 
@@ -272,7 +273,9 @@ def run(plan: Plan, progress: Progress) -> Outcome:
 def _run(plan: Plan, client: BenchClient, url: str, pid: int | None, progress: Progress) -> Outcome:
     token = mint(_BENCH_SECRET, "bench", ttl=86400) if plan.auth == "jwt" else None
     room = f"bench-{uuid.uuid4().hex[:12]}"
-    target = Target(url, room, "bench", plan.post_path, plan.stream_path, plan.text_field, token)
+    target = Target(
+        url, room, "bench", plan.post_path, plan.stream_path, plan.text_field, plan.rooms, token
+    )
     server = _Server(pid)
     if plan.pin:
         _pin(server)

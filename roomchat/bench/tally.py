@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 MARK = re.compile(rb"~(\d+):(\d+)~")
 BUCKET_SHIFT = 13  # latency histogram buckets of 8.192 µs
 LAGGED = b"event: lagged"
+LAGGED_WS = b'"type":"lagged"'
 PRESENCE = b"event: presence\n"
 
 
@@ -65,7 +66,7 @@ class Sink:
         self._rest = buf[cut:]
         if not cut:
             return
-        if LAGGED in buf:
+        if LAGGED in buf or LAGGED_WS in buf:
             self.lagged = True
         if PRESENCE in buf:  # counted up to `cut` only: the rest is counted with the next read
             self.tally.presence += buf.count(PRESENCE, 0, cut)

@@ -6,7 +6,7 @@ Imports no web, gRPC or command-line framework.
 from roomchat.core.errors import BackendUnavailable, RoomchatError, ValidationError
 from roomchat.core.listener import EndReason, Gap, Listener
 from roomchat.core.message import Codec, Message, to_json
-from roomchat.core.ports import Backend, BackendSink, Manager, Replay, RoomInfo, Stats
+from roomchat.core.ports import Backend, BackendSink, Manager, Posted, Replay, RoomInfo, Stats
 from roomchat.core.presence import PresenceNote, RoomPresence
 from roomchat.core.service import RoomService
 
@@ -20,6 +20,7 @@ __all__ = [
     "Listener",
     "Manager",
     "Message",
+    "Posted",
     "PresenceNote",
     "Replay",
     "RoomInfo",

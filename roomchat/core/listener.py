@@ -73,7 +73,8 @@ class Listener:
         self._floor: IdKey | None = None  # drop live messages at or below this key
         self._counters = counters
         # A writer that can take messages without being woken sets `notify`: pushes
-        # then call it instead of waking `wait` (see roomchat.adapters.http.sse).
+        # then call it instead of waking `wait`, and `end` calls it too
+        # (see roomchat.adapters.http.sse and .websocket).
         self.notify: Callable[[], None] | None = None
 
     def push(self, message: Message) -> None:
@@ -121,6 +122,8 @@ class Listener:
             if reason is EndReason.CLOSED:
                 self._pending = []  # nobody is there to take it
             self.wake()
+            if self.notify is not None:  # a writer that is not parked in `wait` must hear of it too
+                self.notify()
 
     async def wait(self, timeout: float | None = None) -> bool:
         """Wait until there is something to take or the stream ended; False on timeout."""

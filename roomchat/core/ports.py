@@ -15,6 +15,7 @@ from roomchat.core.message import Message
 from roomchat.core.presence import PresencePart, RoomPresence
 
 DEFAULT_HISTORY = 1000
+KEY_TTL = 24 * 3600  # seconds an idempotency key answers its first message
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,18 @@ class Replay:
     messages: list[Message]
     found: bool  # the id was in history; if not, `messages` is all of history
     oldest_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """What a post with an idempotency key answers.
+
+    `replayed`: an earlier post by the same user in the same room with the same
+    key stored `message`; this one stored and broadcast nothing.
+    """
+
+    message: Message
+    replayed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +107,23 @@ class Manager(Protocol):
         """Validate, check, store and broadcast; answer the stored message.
 
         `user_id` may be None when the identity names the user (a token's `sub`).
+        """
+        ...
+
+    async def submit_once(
+        self,
+        room_id: str,
+        user_id: str | None,
+        text: str,
+        *,
+        key: str | None,
+        identity: Identity | None = None,
+    ) -> Posted:
+        """`submit`, exactly once per idempotency `key` (contract: Publishing exactly once).
+
+        A second post with the same key by the same user in the same room within
+        24 hours stores and broadcasts nothing and answers the first message
+        (`replayed`), also when the first one's answer was lost. `key=None` is `submit`.
         """
         ...
 
@@ -169,6 +199,16 @@ class Backend(Protocol):
 
     async def publish(self, room_id: str, user_id: str, text: str) -> Message:
         """Assign id and time, store in history, deliver to every subscribed node."""
+        ...
+
+    async def publish_once(self, room_id: str, user_id: str, text: str, key: str) -> Posted:
+        """`publish`, unless `key` is stored for this user and room: then answer that message.
+
+        The key and the message are stored together (atomically), so a post whose
+        answer was lost is never stored twice, whichever process gets the retry.
+        Keys live at most KEY_TTL seconds; a backend may forget one sooner once
+        its message has left history.
+        """
         ...
 
     async def replay(self, room_id: str, after: str) -> Replay: ...

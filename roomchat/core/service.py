@@ -21,7 +21,7 @@ from roomchat.core.identity import Authenticator, Identity, OpenAuthenticator
 from roomchat.core.limits import Limits, StreamCounter
 from roomchat.core.listener import Counters, EndReason, Gap, Listener
 from roomchat.core.message import Message, id_key
-from roomchat.core.ports import Backend, RoomInfo, RoomPage, Stats
+from roomchat.core.ports import Backend, Posted, RoomInfo, RoomPage, Stats
 from roomchat.core.presence import HEARTBEAT, WINDOW, Presence, RoomPresence, presence_store
 
 DEFAULT_BUFFER = 1024
@@ -150,7 +150,31 @@ class RoomService:
     async def submit(
         self, room_id: str, user_id: str | None, text: str, *, identity: Identity | None = None
     ) -> Message:
-        who = identity or self._anyone
+        user = await self._admit(room_id, user_id, text, identity or self._anyone)
+        message = await self._backend.publish(room_id, user, text)
+        self._counters.published += 1
+        return message
+
+    async def submit_once(
+        self,
+        room_id: str,
+        user_id: str | None,
+        text: str,
+        *,
+        key: str | None,
+        identity: Identity | None = None,
+    ) -> Posted:
+        if key is None:
+            return Posted(await self.submit(room_id, user_id, text, identity=identity))
+        validation.idempotency_key(key)
+        user = await self._admit(room_id, user_id, text, identity or self._anyone)
+        posted = await self._backend.publish_once(room_id, user, text, key)
+        if not posted.replayed:
+            self._counters.published += 1
+        return posted
+
+    async def _admit(self, room_id: str, user_id: str | None, text: str, who: Identity) -> str:
+        """Check a post (rules, permission, rate); the userId it is made under."""
         validation.room_id(room_id)
         who.check_post(room_id)
         user = validation.user_id(who.poster(user_id))
@@ -160,9 +184,7 @@ class RoomService:
             wait = await self._backend.spend(who.limit_key, limits.rate, limits.burst)
             if wait:
                 raise RateLimited(f"too many posts: at most {limits.rate:g} a second", wait)
-        message = await self._backend.publish(room_id, user, text)
-        self._counters.published += 1
-        return message
+        return user
 
     async def history(
         self,

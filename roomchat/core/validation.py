@@ -92,3 +92,14 @@ def text(value: object, max_text: int = DEFAULT_MAX_TEXT) -> str:
     if _SURROGATE.search(value):
         raise ValidationError("text", "text must be valid Unicode (no lone surrogates)")
     return value
+
+
+MAX_KEY = 64
+_KEY = re.compile(rf"[\x20-\x7e]{{1,{MAX_KEY}}}")
+
+
+def idempotency_key(value: object) -> str:
+    """An idempotency key (contract: Publishing exactly once): 1-64 printable ASCII characters."""
+    if not isinstance(value, str) or not _KEY.fullmatch(value):
+        raise ValidationError("key", f"the idempotency key must be 1-{MAX_KEY} printable ASCII characters")
+    return value

@@ -177,6 +177,19 @@ class BackendSuite:
             assert await backend.rooms(100, None) == ["doomed", "keep"]
             await backend.delete("never-used")  # no error
 
+    async def test_a_key_stores_once_and_answers_the_first_message(self, backend_case: BackendCase) -> None:
+        async with opened(backend_case) as (backend, sink):
+            await backend.subscribe("r")
+            first = await backend.publish_once("r", "ann", "once", "k1")
+            again = await backend.publish_once("r", "ann", "a retry, maybe changed", "k1")
+            assert not first.replayed and again.replayed and again.message == first.message
+            other_user = await backend.publish_once("r", "bob", "mine", "k1")
+            other_room = await backend.publish_once("s", "ann", "there", "k1")
+            assert not other_user.replayed and not other_room.replayed
+            await sink.until(lambda: len(sink.messages) >= 2)
+            assert await backend.history("r", 50, None, None) == [first.message, other_user.message]
+            assert [m.text for m in sink.messages] == ["once", "mine"]  # the retry was not delivered
+
     async def test_rooms_are_paged_by_id(self, backend_case: BackendCase) -> None:
         async with opened(backend_case) as (backend, _):
             names = [f"room-{i:03d}" for i in range(25)]

@@ -91,3 +91,27 @@ def test_bench_starts_its_server_on_the_backend_asked_for(tmp_path: Path) -> Non
     assert db.exists()  # the server really stored them there
     clash = bench("--url", "http://127.0.0.1:1", "--backend", "memory")
     assert clash.returncode != 0 and "--backend is for the server the bench starts" in clash.stderr
+
+
+def test_bench_over_websocket_with_rooms_counts_every_delivery() -> None:
+    done = bench("--transport", "ws", "-n", "3", "--rooms", "4", "-m", "40", "--json")
+    assert done.returncode == 0, done.stderr
+    f = json.loads(done.stdout)
+    assert (f["transport"], f["rooms_per_listener"]) == ("ws", 4)
+    assert f["deliveries_received"] == f["deliveries_expected"] == 120
+    assert f["lost"] == f["duplicated"] == f["out_of_order"] == 0
+    assert f["server_rss_kib_per_subscription"] is not None
+
+
+def test_a_stalled_websocket_is_reported_dropped_as_lagged() -> None:
+    done = bench("--transport", "ws", "-n", "2", "-m", "2500", "--size", "4000", "--stalled", "1",
+                 "--publishers", "8", "--json", "--server-arg=--buffer=64")
+    assert done.returncode == 0, done.stderr
+    f = json.loads(done.stdout)
+    assert f["deliveries_received"] == f["deliveries_expected"] == 5000
+    assert f["stalled_dropped_as_lagged"] == 1
+
+
+def test_rooms_need_the_websocket_transport() -> None:
+    done = bench("--rooms", "3")
+    assert done.returncode != 0 and "--rooms goes with --transport ws" in done.stderr

@@ -15,7 +15,7 @@ from roomchat.core import BackendSink, Message
 from roomchat.core.errors import Overloaded
 from roomchat.core.limits import TokenBuckets
 from roomchat.core.message import format_time
-from roomchat.core.ports import BackendSettings, Replay
+from roomchat.core.ports import BackendSettings, Posted, Replay
 
 
 class RingBackend:
@@ -29,6 +29,7 @@ class RingBackend:
         self.names: list[str] = []  # room ids in order, for pages of rooms
         self.subscribed: set[str] = set()
         self.buckets = TokenBuckets()
+        self.keys: dict[tuple[str, str, str], Message] = {}  # (room, user, key) -> the first post
         self.sink: BackendSink | None = None
         # Ids are `<start ms>-<counter>`: they only grow within the process and
         # start above the last run's, as long as the clock does not go back.
@@ -59,6 +60,18 @@ class RingBackend:
             self.sink.message(message)  # never awaits: the sink only queues
         return message
 
+    async def publish_once(self, room_id: str, user_id: str, text: str, key: str) -> Posted:
+        """`publish`, unless this user already posted with this key in this room:
+        then nothing is stored or delivered and the first message is the answer.
+        Nothing awaits between the look-up and the store, so it is atomic here;
+        a networked backend does both in one transaction or script."""
+        earlier = self.keys.get((room_id, user_id, key))
+        if earlier is not None and room_id in self.rings and earlier in self.rings[room_id]:
+            return Posted(earlier, replayed=True)
+        message = await self.publish(room_id, user_id, text)
+        self.keys[(room_id, user_id, key)] = message  # a real backend also expires them (KEY_TTL)
+        return Posted(message)
+
     async def replay(self, room_id: str, after: str) -> Replay:
         kept = list(self.rings.get(room_id, ()))
         for index, message in enumerate(kept):
@@ -88,6 +101,7 @@ class RingBackend:
     async def delete(self, room_id: str) -> None:
         if self.rings.pop(room_id, None) is not None:
             self.names.remove(room_id)
+            self.keys = {k: m for k, m in self.keys.items() if k[0] != room_id}
         if self.sink is not None:
             self.sink.deleted(room_id)
 

@@ -99,35 +99,38 @@ class RoomServicer:
                     token = rest.strip()
         return self._manager.identify(token, _peer_address(context.peer()))
 
-    async def get_room(self, data: bytes, identity: Identity) -> bytes:
+    async def get_room(self, data: bytes, identity: Identity, context: Context) -> bytes:
         request = codec.room_request(data)
         info = await self._manager.room(request.roomId, identity=identity)
         created = info.listeners == 0 and info.last_id is None  # nobody had used it
         return codec.response(created=created, data=dumps(info.to_dict()))
 
-    async def post_to_room(self, data: bytes, identity: Identity) -> bytes:
+    async def post_to_room(self, data: bytes, identity: Identity, context: Context) -> bytes:
         posted = codec.posted(data)
         user = posted.userId or None  # proto3 cannot tell "" from absent: under jwt the token names it
-        message = await self._manager.submit(posted.roomId, user, posted.text, identity=identity)
-        return codec.response(created=True, data=message.encode(to_json))
+        key = _metadata(context, "idempotency-key")
+        stored = await self._manager.submit_once(posted.roomId, user, posted.text, key=key, identity=identity)
+        if stored.replayed:  # the first post's message; this one stored nothing
+            context.set_trailing_metadata((("idempotent-replayed", "true"),))
+        return codec.response(created=not stored.replayed, data=stored.message.encode(to_json))
 
-    async def delete_room(self, data: bytes, identity: Identity) -> bytes:
+    async def delete_room(self, data: bytes, identity: Identity, context: Context) -> bytes:
         request = codec.room_request(data)
         await self._manager.delete(request.roomId, identity=identity)
         return codec.response()
 
-    async def presence(self, data: bytes, identity: Identity) -> bytes:
+    async def presence(self, data: bytes, identity: Identity, context: Context) -> bytes:
         request = codec.room_request(data)
         found = await self._manager.presence(request.roomId, identity=identity)
         return codec.response(data=dumps(found.to_dict()))
 
     def _unary(
-        self, call: Callable[[bytes, Identity], Awaitable[bytes]]
+        self, call: Callable[[bytes, Identity, Context], Awaitable[bytes]]
     ) -> Callable[[bytes, Context], Awaitable[bytes]]:
         async def handle(data: bytes, context: Context) -> bytes:
             async with self._call(context):
                 try:
-                    return await call(data, self._identify(context))
+                    return await call(data, self._identify(context), context)
                 except RoomchatError as exc:
                     await _abort(context, exc)
 
@@ -220,4 +223,12 @@ def _peer_address(peer: str | None) -> str | None:
         return rest.rpartition(":")[0] or None
     if kind == "ipv6":
         return rest.rpartition(":")[0].strip("[]") or None
+    return None
+
+
+def _metadata(context: Context, name: str) -> str | None:
+    """The first value of a text metadata key the client sent."""
+    for key, value in context.invocation_metadata() or ():
+        if key == name and isinstance(value, str):
+            return value
     return None

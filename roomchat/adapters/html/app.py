@@ -16,12 +16,13 @@ from starlette.staticfiles import StaticFiles
 from roomchat.adapters import AdapterSettings
 from roomchat.adapters.html.home import room_list
 from roomchat.adapters.html.pages import STATIC, error_page, render, shown
-from roomchat.adapters.http.bodies import message_created, parse_object, read_body, text_field
+from roomchat.adapters.http.bodies import idempotency_key, message_posted, parse_object, read_body, text_field
 from roomchat.adapters.http.errors import EXCEPTION_HANDLERS, BadRequest
 from roomchat.adapters.http.identity import identify
 from roomchat.adapters.http.presence import stream_presence
 from roomchat.adapters.http.security import browser_safety
 from roomchat.adapters.http.sse import EventStream, resume_id
+from roomchat.adapters.http.websocket import websocket_routes
 from roomchat.core import BackendUnavailable, Manager, ValidationError, validation
 from roomchat.core.errors import Forbidden, Unauthenticated
 from roomchat.core.identity import Identity
@@ -143,7 +144,8 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
         user, text = _user_and_text(media, await read_body(request, settings.max_body))
         room_id = request.path_params["roomId"]
         try:
-            message = await manager.submit(room_id, user, text, identity=identity)
+            key = idempotency_key(request)
+            posted = await manager.submit_once(room_id, user, text, key=key, identity=identity)
         except ValidationError as exc:
             if media == _FORM and exc.field in _FORM_NAMES:  # name the form's field, not JSON's
                 name = _FORM_NAMES[exc.field]
@@ -151,7 +153,7 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
             raise
         if media == _FORM and _wants_html(request):  # a browser without script: back to the page
             return RedirectResponse(f"/room/{room_id}", status_code=303)
-        return message_created(message)
+        return message_posted(posted)
 
     async def stream(request: Request) -> Response:
         room_id = request.path_params["roomId"]
@@ -194,6 +196,7 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
             Route("/room/{roomId}/info", room_info, methods=["GET"]),
             Route("/room/{roomId}/presence", presence, methods=["GET"]),
             Route("/stream/{roomId}", stream, methods=["GET"]),
+            *websocket_routes("/ws", manager, settings),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         exception_handlers={**EXCEPTION_HANDLERS, HTTPException: http_error},

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from roomchat.adapters.http.errors import BadRequest
-from roomchat.core import Message, ValidationError, to_json, validation
+from roomchat.core import Message, Posted, ValidationError, to_json, validation
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -47,20 +47,32 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
 
 
-def parse_object(body: bytes) -> dict[str, Any]:
+def parse_object(body: bytes, what: str = "body") -> dict[str, Any]:
     try:
         # UTF-8 only (json.loads would guess UTF-16/32 from bytes) and no NaN/Infinity.
         value = json.loads(body.decode("utf-8"), parse_constant=_not_json)
     except (ValueError, RecursionError):
-        raise BadRequest(400, "body must be a well-formed JSON object") from None
+        raise BadRequest(400, f"{what} must be a well-formed JSON object") from None
     if not isinstance(value, dict):
-        raise BadRequest(400, "body must be a JSON object")
+        raise BadRequest(400, f"{what} must be a JSON object")
     return value
 
 
 def message_created(message: Message) -> Response:
-    body = b'{"success":true,"message":%s}' % message.encode(to_json)
+    return message_posted(Posted(message))
+
+
+def message_posted(posted: Posted) -> Response:
+    """201 for a stored message; 200 and `Idempotent-Replayed: true` for a retry's first message."""
+    body = b'{"success":true,"message":%s}' % posted.message.encode(to_json)
+    if posted.replayed:
+        return Response(body, media_type="application/json", headers={"idempotent-replayed": "true"})
     return Response(body, status_code=201, media_type="application/json")
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The `Idempotency-Key` header (contract: Publishing exactly once); checked by the core."""
+    return request.headers.get("idempotency-key")
 
 
 def messages_page(messages: list[Message]) -> Response:

@@ -128,6 +128,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             if self._g.refused:
                 self._refuse(503, REFUSED)
             elif self._should_upgrade():
+                self._stop_clock()  # the connection is a WebSocket's now: no request to time
                 self.handle_websocket_upgrade()
             else:
                 self._unsupported_upgrade_warning()
@@ -167,6 +168,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._g.timer.cancel()
             self._g.timer = None
         super().on_message_complete()
+
+    def _stop_clock(self) -> None:
+        self._g.wait = None
+        if self._g.timer is not None:
+            self._g.timer.cancel()
+            self._g.timer = None
 
     def _expect(self, seconds: float) -> None:
         """The awaited part of the request must arrive within `seconds` from now.

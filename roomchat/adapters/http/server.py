@@ -19,6 +19,8 @@ from roomchat.adapters import AdapterSettings, CannotListen, Ready
 from roomchat.adapters.http.capacity import CONNECTIONS
 from roomchat.adapters.http.guard import GuardedHttpProtocol
 from roomchat.adapters.http.sse import with_raw_send
+from roomchat.adapters.http.ws_frames import MAX_FRAME
+from roomchat.adapters.http.ws_protocol import RoomchatWebSocketProtocol
 
 GRACE = 3.0  # seconds for open requests to finish once stopping
 
@@ -78,7 +80,11 @@ async def serve_asgi(
         interface="asgi3",
         proxy_headers=False,  # nothing reads the client address; saves a frame per open stream
         http=GuardedHttpProtocol,  # httptools, with bounds on reading a request
-        ws="none",
+        ws=RoomchatWebSocketProtocol,  # sans-I/O, with frames written beneath ASGI: see ws_protocol.py
+        ws_max_size=MAX_FRAME,  # a larger client message closes with 1009
+        ws_ping_interval=settings.keepalive,  # idle or not, a client that stops answering is closed
+        ws_ping_timeout=settings.keepalive,
+        ws_per_message_deflate=False,  # frames are shared bytes, built once for every listener
         lifespan="off",
         log_config=None,
         access_log=False,

@@ -16,10 +16,10 @@ wrap an app that serves event streams.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar, cast
+from typing import Any
 
+from roomchat.adapters.http.flushing import flusher, one_per_loop
 from roomchat.core import EndReason, Listener, Manager, Message, to_json
 from roomchat.core.identity import Identity
 from roomchat.core.message import dumps
@@ -35,8 +35,6 @@ HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 KEEPALIVE = b": keepalive\n\n"
-log = logging.getLogger("roomchat.sse")
-_T = TypeVar("_T")
 RAW_SEND = "roomchat.send"  # scope key: the server's own `send`, set by roomchat.adapters.http.server
 
 
@@ -165,7 +163,7 @@ class _Direct:
         self._transport = cycle.transport
         self._marked = False
         self._clock = clock
-        self._flusher = _flusher()  # looked up once: get_running_loop() costs a getpid() syscall
+        self._flusher = flusher()
         self.wrote = False  # since the keepalive clock last looked
 
     @classmethod
@@ -264,28 +262,6 @@ class _Hangup:
         return self._event
 
 
-class _Flusher:
-    """Runs every marked stream's flush once per event-loop turn."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self._marked: list[_Direct] = []
-
-    def add(self, direct: _Direct) -> None:
-        if not self._marked:
-            self.loop.call_soon(self._run)
-        self._marked.append(direct)
-
-    def _run(self) -> None:
-        marked, self._marked = self._marked, []
-        for direct in marked:
-            try:
-                direct.flush()
-            except Exception:  # one broken stream must not leave the others marked and unflushed
-                log.exception("writing to an event stream failed")
-                direct.hang_up()
-
-
 class _Keepalive:
     """One clock for every fast-path stream with the same interval, instead of a timer each.
 
@@ -317,26 +293,10 @@ class _Keepalive:
 
 
 _KEEPALIVE_CHUNK = b"%x\r\n%s\r\n" % (len(KEEPALIVE), KEEPALIVE)
-_per_loop: dict[tuple[asyncio.AbstractEventLoop, object], Any] = {}
-
-
-def _one_per_loop(key: object, make: Callable[[asyncio.AbstractEventLoop], _T]) -> _T:
-    """The running loop's one `make(loop)` for `key`; the entries of closed loops are dropped."""
-    loop = asyncio.get_running_loop()
-    found = _per_loop.get((loop, key))
-    if found is None:
-        for old in [k for k in _per_loop if k[0].is_closed()]:
-            del _per_loop[old]
-        found = _per_loop[(loop, key)] = make(loop)
-    return cast(_T, found)
 
 
 def _keepalive_clock(interval: float) -> _Keepalive:
-    return _one_per_loop(("keepalive", interval), lambda loop: _Keepalive(loop, interval))
-
-
-def _flusher() -> _Flusher:
-    return _one_per_loop("flush", _Flusher)
+    return one_per_loop(("keepalive", interval), lambda loop: _Keepalive(loop, interval))
 
 
 def with_raw_send(app: Callable[[Scope, Receive, Send], Any]) -> Callable[[Scope, Receive, Send], Any]:

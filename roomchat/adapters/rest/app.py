@@ -12,7 +12,8 @@ from starlette.staticfiles import StaticFiles
 
 from roomchat.adapters import AdapterSettings
 from roomchat.adapters.http.bodies import (
-    message_created,
+    idempotency_key,
+    message_posted,
     messages_page,
     parse_object,
     read_body,
@@ -25,6 +26,7 @@ from roomchat.adapters.http.metrics import metrics_endpoint
 from roomchat.adapters.http.presence import stream_presence
 from roomchat.adapters.http.security import browser_safety
 from roomchat.adapters.http.sse import EventStream, resume_id
+from roomchat.adapters.http.websocket import websocket_routes
 from roomchat.adapters.rest.openapi import OPENAPI
 from roomchat.core import Manager, validation
 from roomchat.core.errors import ValidationError
@@ -46,8 +48,9 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
         text = text_field(body)
         if not isinstance(text, str):
             raise ValidationError("text", "text is required and must be a string")
-        message = await manager.submit(request.path_params["roomId"], user, text, identity=identity)
-        return message_created(message)
+        room_id, key = request.path_params["roomId"], idempotency_key(request)
+        posted = await manager.submit_once(room_id, user, text, key=key, identity=identity)
+        return message_posted(posted)
 
     async def stream(request: Request) -> Response:
         room_id = request.path_params["roomId"]
@@ -109,6 +112,7 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
             Route("/api/room/{roomId}/presence", presence, methods=["GET"]),
             Route("/api/stream/{roomId}", stream, methods=["GET"]),
             Route("/api/rooms", rooms, methods=["GET"]),
+            *websocket_routes("/api/ws", manager, settings),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint(manager), methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),

@@ -81,6 +81,14 @@ _ROOM = {
     "required": True,
     "schema": {"type": "string", "pattern": _ROOM_IN_PATH, "minLength": 1, "maxLength": MAX_ID},
 }
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "1-64 printable ASCII characters. A retry with the same key (same user and room, "
+    "within 24 h) stores nothing and answers the first message: 200 and `Idempotent-Replayed: true`.",
+    "schema": {"type": "string", "pattern": "^[ -~]{1,64}$"},
+}
 _READ = ("401", "403", "422", "503")
 
 OPENAPI: dict[str, Any] = {
@@ -99,8 +107,16 @@ OPENAPI: dict[str, Any] = {
                     "required": True,
                     "content": {"application/json": {"schema": _ref("NewMessage")}},
                 },
+                "parameters": [_IDEMPOTENCY_KEY],
                 "responses": _answers(
-                    {"201": _json(_ref("Posted"), "Stored and broadcast")},
+                    {
+                        "201": _json(_ref("Posted"), "Stored and broadcast"),
+                        "200": _json(
+                            _ref("Posted"),
+                            "A retry: the first post with this Idempotency-Key",
+                            {"Idempotent-Replayed": _header("`true`")},
+                        ),
+                    },
                     *("400", "401", "403", "413", "422", "429", "503"),
                 ),
             },

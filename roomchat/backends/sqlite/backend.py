@@ -17,7 +17,7 @@ from roomchat.core.errors import BackendUnavailable
 from roomchat.core.ids import Clock, wall_ms
 from roomchat.core.limits import TokenBuckets
 from roomchat.core.message import Message
-from roomchat.core.ports import BackendSettings, BackendSink, Replay
+from roomchat.core.ports import BackendSettings, BackendSink, Posted, Replay
 from roomchat.core.presence import OneProcessPresence
 
 _T = TypeVar("_T")
@@ -108,9 +108,20 @@ class SqliteBackend(OneProcessPresence):
     # -- writes ----------------------------------------------------------------
 
     async def publish(self, room_id: str, user_id: str, text: str) -> Message:
-        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        self._writing().put(Post(room_id, user_id, text, future))
-        return await future
+        return (await self._post(Post(room_id, user_id, text, self._future()))).message
+
+    async def publish_once(self, room_id: str, user_id: str, text: str, key: str) -> Posted:
+        """The key is looked up and stored in the message's own transaction: a post whose
+        answer was lost is found by its retry, even after a crash once it had committed."""
+        return await self._post(Post(room_id, user_id, text, self._future(), key))
+
+    @staticmethod
+    def _future() -> asyncio.Future[Posted]:
+        return asyncio.get_running_loop().create_future()
+
+    async def _post(self, post: Post) -> Posted:
+        self._writing().put(post)
+        return await post.future
 
     async def delete(self, room_id: str) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -131,9 +142,9 @@ class SqliteBackend(OneProcessPresence):
                     job.future.set_exception(outcome)
                 continue
             if isinstance(job, Post):
-                assert isinstance(outcome, Message)
-                if sink is not None and job.room_id in self._subscribed:
-                    sink.message(outcome)
+                assert isinstance(outcome, Posted)
+                if sink is not None and job.room_id in self._subscribed and not outcome.replayed:
+                    sink.message(outcome.message)
                 if not job.future.done():
                     job.future.set_result(outcome)
             else:

@@ -25,6 +25,16 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_room ON messages (room, ms, seq);
 CREATE TABLE IF NOT EXISTS rooms (room TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idempotency (
+    room TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    id TEXT NOT NULL,
+    text TEXT NOT NULL,
+    time TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (room, user_id, key)
+) WITHOUT ROWID;
 """
 
 _MAX = 2**63 - 1  # SQLite's largest integer: a larger id part is clamped to it

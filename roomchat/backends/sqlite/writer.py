@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from roomchat.core.errors import BackendUnavailable, Overloaded
 from roomchat.core.ids import Clock, IdSequence
 from roomchat.core.message import Message, format_time
+from roomchat.core.ports import KEY_TTL, Posted
 
 MAX_BATCH = 1024  # jobs in one transaction
 
@@ -28,7 +29,8 @@ class Post:
     room_id: str
     user_id: str
     text: str
-    future: asyncio.Future[Message]
+    future: asyncio.Future[Posted]
+    key: str | None = None  # an idempotency key: stored with the message, in its transaction
 
 
 @dataclass(slots=True)
@@ -38,7 +40,7 @@ class Delete:
 
 
 Job = Post | Delete
-Outcome = Message | None | Exception
+Outcome = Posted | None | Exception
 Done = Callable[[list[tuple[Job, Outcome]]], None]
 """Called on the event loop with each job of a committed (or failed) batch, in order."""
 
@@ -61,6 +63,7 @@ class Writer:
         self._done = done
         self._history = history
         self._max_rooms = max_rooms
+        self._clock = clock
         self._counts: dict[str, int] = dict(conn.execute("SELECT room, count FROM rooms").fetchall())
         floor = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         self._ids = IdSequence(clock, (floor.get("last_ms", 0), floor.get("last_seq", 0)))
@@ -134,6 +137,26 @@ class Writer:
         return outcomes
 
     def _post(self, job: Post) -> Outcome:
+        if job.key is not None:
+            earlier = self._conn.execute(
+                "SELECT id, text, time FROM idempotency"
+                " WHERE room = ? AND user_id = ? AND key = ? AND expires_ms > ?",
+                (job.room_id, job.user_id, job.key, self._clock()),
+            ).fetchone()
+            if earlier is not None:
+                first = Message(earlier[0], job.room_id, job.user_id, earlier[1], earlier[2])
+                return Posted(first, replayed=True)
+        posted = self._store(job)
+        if job.key is not None and isinstance(posted, Posted):
+            message, now = posted.message, self._clock()
+            self._conn.execute(
+                "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (job.room_id, job.user_id, job.key, message.id, message.text, message.time,
+                 now + KEY_TTL * 1000),
+            )
+        return posted
+
+    def _store(self, job: Post) -> Outcome:
         count = self._counts.get(job.room_id)
         if count is None:
             if self._max_rooms and len(self._counts) >= self._max_rooms:
@@ -151,7 +174,7 @@ class Writer:
         if kept != count:
             execute("INSERT OR REPLACE INTO rooms (room, count) VALUES (?, ?)", (job.room_id, kept))
         self._counts[job.room_id] = kept
-        return Message(f"{ms}-{seq}", job.room_id, job.user_id, job.text, format_time(now))
+        return Posted(Message(f"{ms}-{seq}", job.room_id, job.user_id, job.text, format_time(now)))
 
     def _trim(self, room_id: str, drop: int) -> None:
         self._conn.execute(
@@ -176,4 +199,5 @@ class Writer:
         if self._counts.pop(job.room_id, None) is not None:
             self._conn.execute("DELETE FROM messages WHERE room = ?", (job.room_id,))
             self._conn.execute("DELETE FROM rooms WHERE room = ?", (job.room_id,))
+        self._conn.execute("DELETE FROM idempotency WHERE room = ?", (job.room_id,))
         return None
