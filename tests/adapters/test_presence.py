@@ -22,6 +22,7 @@ from roomchat.bootstrap import ServiceSettings
 from roomchat.tokens import JwtAuthenticator
 from tests.adapters.grpc.client import read, room_stub
 from tests.support import SSE, Event, Running, serve, stream
+from tests.ws_client import ws_connect
 
 WINDOW = 1.0
 SECRET = "a-test-secret-of-at-least-32-bytes!"
@@ -186,3 +187,23 @@ async def test_under_jwt_the_listener_is_the_token_s_subject(client: httpx.Async
             found = (await client.get(f"{base}/api/room/r/presence", headers=headers)).json()
             assert [u["userId"] for u in found["users"]] == ["ann"]
         assert (await client.get(f"{base}/api/room/r/presence")).status_code == 401
+
+
+async def test_websocket_connections_are_named_by_their_url_and_get_presence_frames(
+    server: Running, client: httpx.AsyncClient
+) -> None:
+    base = server.url()
+    async with ws_connect(base, "/api/ws?userId=ann") as ann, ws_connect(base) as anonymous:
+        await ann.subscribe("w", presence=True)
+        assert await ann.next() == {"type": "presence", "roomId": "w", "joined": ["ann"], "left": []}
+        await anonymous.subscribe("w")  # did not ask: never gets a presence frame
+        async with stream(client, f"{base}/api/stream/w?userId=bob"):
+            assert await ann.next() == {"type": "presence", "roomId": "w", "joined": ["bob"], "left": []}
+            found = (await client.get(f"{base}/api/room/w/presence")).json()
+            assert [u["userId"] for u in found["users"]] == ["ann", "bob"] and found["anonymous"] == 1
+        assert await ann.next() == {"type": "presence", "roomId": "w", "joined": [], "left": ["bob"]}
+        posted = (await client.post(f"{base}/api/room/w", json={"userId": "x", "text": "hi"})).json()
+        assert await anonymous.messages(1) == [posted["message"]]  # the first frame it got
+    async with ws_connect(base, "/api/ws?userId=%20") as bad:
+        answer = await bad.ask(type="subscribe", roomId="w")
+        assert answer["type"] == "error" and answer["code"] == 422 and "userId" in answer["message"]
