@@ -9,6 +9,7 @@ from roomchat.core import RoomService
 from roomchat.core.identity import Authenticator, OpenAuthenticator
 from roomchat.core.limits import DEFAULT_HISTORY_BYTES, DEFAULT_MAX_ROOMS, Limits
 from roomchat.core.ports import Backend, BackendSettings
+from roomchat.core.presence import HEARTBEAT
 from roomchat.core.service import DEFAULT_BUFFER
 from roomchat.core.validation import DEFAULT_MAX_TEXT
 
@@ -23,6 +24,7 @@ class ServiceSettings:
     max_rooms: int = DEFAULT_MAX_ROOMS
     history_bytes: int = DEFAULT_HISTORY_BYTES
     auth: Authenticator = field(default_factory=OpenAuthenticator)  # --auth none
+    presence_heartbeat: float = HEARTBEAT  # seconds; a dead process's users leave within about 4 of them
 
 
 def build_service(settings: ServiceSettings, backend: Backend | None = None) -> RoomService:
@@ -36,4 +38,5 @@ def build_service(settings: ServiceSettings, backend: Backend | None = None) -> 
         max_text=settings.max_text,
         authenticator=settings.auth,
         limits=settings.limits,
+        presence_heartbeat=settings.presence_heartbeat,
     )

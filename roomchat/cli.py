@@ -190,6 +190,15 @@ def serve(
         ),
     ] = 1,
     worker: Annotated[int, typer.Option(hidden=True, help="Set by the supervisor in its workers.")] = 0,
+    presence_heartbeat: Annotated[
+        float,
+        typer.Option(
+            envvar=_env("PRESENCE_HEARTBEAT"),
+            min=0.05,
+            max=7.0,
+            help="Seconds between presence heartbeats; a dead process's users leave within about 4.",
+        ),
+    ] = 5.0,
 ) -> None:
     """Serve the chosen adapters (all of them by default) in one process, or in --workers N."""
     found = available()
@@ -238,6 +247,7 @@ def serve(
                 limits=limits,
                 max_rooms=max_rooms,
                 history_bytes=history_size,
+                presence_heartbeat=presence_heartbeat,
             )
         )
     except ValueError as exc:

@@ -13,6 +13,7 @@ from roomchat.core.ids import Clock, IdSequence, wall_ms
 from roomchat.core.limits import TokenBuckets
 from roomchat.core.message import Message, format_time, id_key
 from roomchat.core.ports import KEY_TTL, BackendSettings, BackendSink, Posted, Replay
+from roomchat.core.presence import OneProcessPresence
 
 # What one stored message holds besides its text, roughly: the object, its id,
 # time and user strings, and the cache of its encodings (about twice the text).
@@ -25,7 +26,7 @@ def message_cost(message: Message) -> int:
     return MESSAGE_OVERHEAD + 3 * len(message.text) + len(message.user_id)
 
 
-class MemoryBackend:
+class MemoryBackend(OneProcessPresence):
     """Keeps the last `history` messages of each room in this process.
 
     Ids are `<milliseconds>-<sequence>` like Redis stream ids, and never go

@@ -4,7 +4,8 @@ One stream per room (`roomchat:room:<roomId>`): publishing is one XADD with an
 approximate MAXLEN of the history size, and the stream id is the message id.
 Each process reads the rooms it has listeners for with one blocking XREAD over
 all their streams, on its own connection, and learns of deletions on one
-pub/sub connection (channel `roomchat:deleted`).
+pub/sub connection (channel `roomchat:deleted`). Presence: one hash per room,
+a field per process holding its part with a deadline (see docs/presence.md).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -30,6 +31,7 @@ from roomchat.backends import redis_lua
 from roomchat.core.errors import BackendUnavailable, Overloaded
 from roomchat.core.message import Message, format_time, id_key
 from roomchat.core.ports import KEY_TTL, BackendSettings, BackendSink, Posted, Replay
+from roomchat.core.presence import PresencePart
 
 ROOM_PREFIX = "roomchat:room:"
 ROOM_INDEX = "roomchat:room-index"  # sorted set (all scores 0) of rooms that have history: paged by id
@@ -38,6 +40,9 @@ FLOOR = "roomchat:id-floor"  # the largest id a deleted room ever had: a new str
 BUCKET_PREFIX = "roomchat:rate:"  # a token bucket per user or client IP: {tokens, at}
 KEY_PREFIX = "roomchat:key:"  # an idempotency key: "<message id> <text>", for KEY_TTL seconds
 DELETED = "roomchat:deleted"  # pub/sub channel: {"roomId", "node"}
+PRESENCE_PREFIX = "roomchat:presence:"  # hash per room: node -> "<deadline ms> <part JSON>"
+PRESENCE_CHANGED = "roomchat:presence-changed"  # pub/sub channel: {"roomId", "node"}
+PRESENCE_BATCH = 500  # rooms per presence script call (a heartbeat over many rooms is split)
 BLOCK_MS = 5_000  # longest XREAD block; a subscribe wakes the reader at once
 COMMAND_TIMEOUT = 2.0  # seconds for any command (and for ping)
 CONNECT_TIMEOUT = 1.0
@@ -251,6 +256,62 @@ class RedisBackend:
         )
         return [str(name) for name in names]
 
+    # -- presence --------------------------------------------------------------
+
+    async def share_presence(
+        self, parts: Mapping[str, PresencePart | None], ttl: float, changed: bool
+    ) -> None:
+        """This process's field in each room's presence hash, stamped with a deadline on Redis's clock."""
+        if not parts:
+            return
+        script = self._script(redis_lua.SHARE_PRESENCE)
+        head = [self._node, max(1, int(ttl * 1000)), PRESENCE_CHANGED]
+        items = list(parts.items())
+
+        async def run() -> list[Any]:
+            async with self._client().pipeline(transaction=False) as pipe:
+                for start in range(0, len(items), PRESENCE_BATCH):
+                    chunk = items[start : start + PRESENCE_BATCH]
+                    args: list[Any] = list(head)
+                    for room_id, part in chunk:
+                        notice = json.dumps({"roomId": room_id, "node": self._node}) if changed else ""
+                        args += [_encode_part(part), notice]
+                    await script(keys=[PRESENCE_PREFIX + r for r, _ in chunk], args=args, client=pipe)
+                return await pipe.execute()
+
+        await self._call(run(), "share presence")
+
+    async def presence(self, room_ids: Sequence[str]) -> dict[str, list[PresencePart]]:
+        """The other processes' unexpired parts; expired ones are deleted on the way."""
+        if not room_ids:
+            return {}
+        script = self._script(redis_lua.READ_PRESENCE)
+        rooms = list(room_ids)
+
+        async def run() -> list[Any]:
+            async with self._client().pipeline(transaction=False) as pipe:
+                for start in range(0, len(rooms), PRESENCE_BATCH):
+                    keys = [PRESENCE_PREFIX + r for r in rooms[start : start + PRESENCE_BATCH]]
+                    await script(keys=keys, args=[self._node], client=pipe)
+                return await pipe.execute()
+
+        replies = await self._call(run(), "read presence")
+        values = [room for reply in replies for room in reply]
+        answer: dict[str, list[PresencePart]] = {}
+        for room_id, found in zip(rooms, values, strict=True):
+            parts = [part for part in map(_decode_part, found) if part is not None]
+            if parts:
+                answer[room_id] = parts
+        return answer
+
+    def _on_presence(self, data: str) -> None:
+        notice = _notice(PRESENCE_CHANGED, data)
+        if notice is None:
+            return
+        room_id, node = notice
+        if node != self._node and self._sink is not None:
+            self._sink.presence_changed(room_id)
+
     async def delete(self, room_id: str) -> None:
         """Drop the stream, keep its last id as the floor of new streams, and tell every process.
 
@@ -381,7 +442,7 @@ class RedisBackend:
         pubsub = self._client().pubsub(ignore_subscribe_messages=True)
         try:
             async with asyncio.timeout(COMMAND_TIMEOUT):
-                await pubsub.subscribe(DELETED)
+                await pubsub.subscribe(DELETED, PRESENCE_CHANGED)
         except BaseException:
             await _close(pubsub)
             raise
@@ -408,15 +469,16 @@ class RedisBackend:
                 delay = min(delay * 2, RETRY_MAX)
                 continue
             if notice is not None and notice.get("type") == "message":
-                self._on_deleted(notice["data"])
+                if notice.get("channel") == PRESENCE_CHANGED:
+                    self._on_presence(notice["data"])
+                else:
+                    self._on_deleted(notice["data"])
 
     def _on_deleted(self, data: str) -> None:
-        try:
-            notice = json.loads(data)
-            room_id, node = str(notice["roomId"]), notice.get("node")
-        except (ValueError, TypeError, KeyError):
-            log.warning("ignoring a malformed notice on %s: %.100r", DELETED, data)
+        notice = _notice(DELETED, data)
+        if notice is None:
             return
+        room_id, node = notice
         if node != self._node and self._sink is not None:
             self._sink.deleted(room_id)
 
@@ -471,6 +533,32 @@ class RedisBackend:
 def _key_name(room_id: str, user_id: str, key: str) -> str:
     """Where an idempotency key lives; the user's length keeps user and key apart."""
     return f"{KEY_PREFIX}{room_id}:{len(user_id)}:{user_id}:{key}"
+def _notice(channel: str, data: str) -> tuple[str, object] | None:
+    """A pub/sub notice's room and node; None (and a warning) when malformed."""
+    try:
+        notice = json.loads(data)
+        return str(notice["roomId"]), notice.get("node")
+    except (ValueError, TypeError, KeyError, AttributeError):
+        log.warning("ignoring a malformed notice on %s: %.100r", channel, data)
+        return None
+
+
+def _encode_part(part: PresencePart | None) -> str:
+    """`{"u": {userId: [connections, since ms]}, "a": anonymous}`, compact: it is stored per process."""
+    if part is None:
+        return ""
+    users = {user: [count, since] for user, (count, since) in part.users.items()}
+    return json.dumps({"u": users, "a": part.anonymous}, ensure_ascii=False, separators=(",", ":"))
+
+
+def _decode_part(data: Any) -> PresencePart | None:
+    try:
+        value = json.loads(data)
+        users = {str(u): (int(c), int(s)) for u, (c, s) in value["u"].items()}
+        return PresencePart(users, int(value["a"]))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        log.warning("ignoring a malformed presence part: %.100r", data)
+        return None
 
 
 def _message(room_id: str, entry_id: str, user_id: str, text: str) -> Message:

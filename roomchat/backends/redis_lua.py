@@ -107,3 +107,50 @@ redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
 return tostring(wait)
 """
+
+# Presence: each field of a room's hash is one process's part, "<deadline ms> <JSON>",
+# the deadline on Redis's clock so processes on machines with different clocks agree.
+# KEYS: the rooms' hashes. ARGV: node, ttl ms, channel, then per key: part JSON ('' withdraws
+# it) and a change notice to publish ('' for none).
+SHARE_PRESENCE = """
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local node, ttl, channel = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+for i, key in ipairs(KEYS) do
+  local part, notice = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+  if part == '' then
+    redis.call('HDEL', key, node)
+  else
+    redis.call('HSET', key, node, string.format('%.0f', now + ttl) .. ' ' .. part)
+    if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+  end
+  if notice ~= '' then redis.call('PUBLISH', channel, notice) end
+end
+return 0
+"""
+
+# KEYS: the rooms' hashes. ARGV[1]: this node, whose own part is left out.
+# Answers, per key, the other parts' JSON; expired parts are deleted.
+READ_PRESENCE = """
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+for i, key in ipairs(KEYS) do
+  local fields = redis.call('HGETALL', key)
+  local live = {}
+  for j = 1, #fields, 2 do
+    local value = fields[j + 1]
+    local space = string.find(value, ' ', 1, true)
+    local deadline = space and tonumber(string.sub(value, 1, space - 1))
+    if not deadline or deadline <= now then
+      redis.call('HDEL', key, fields[j])
+    elseif fields[j] ~= ARGV[1] then
+      live[#live + 1] = string.sub(value, space + 1)
+    end
+  end
+  out[i] = live
+end
+return out
+"""

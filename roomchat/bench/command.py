@@ -42,6 +42,9 @@ def bench(
     backend: Annotated[
         str | None, typer.Option(help="--backend of the server it starts (memory, sqlite:///PATH...).")
     ] = None,
+    presence: Annotated[
+        bool, typer.Option(help="sse: each listener a user of its own, with presence events (?presence=1).")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the figures as JSON, not a table.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
 ) -> None:
@@ -62,6 +65,8 @@ def bench(
         raise typer.BadParameter("--pid goes with --url")
     if backend is not None and url is not None:
         raise typer.BadParameter("--backend is for the server the bench starts, not one at --url")
+    if presence and transport != "sse":
+        raise typer.BadParameter("--presence goes with --transport sse")
     plan = Plan(
         transport=transport, listeners=listeners, messages=messages, rate=rate, publishers=publishers,
         size=size, stalled=stalled, workers=workers, drain=drain, url=url, pid=pid, post_path=post_path,
@@ -69,6 +74,7 @@ def bench(
         auth=auth,
         backend=backend,
         rooms=rooms,
+        presence=presence,
     )
     try:
         with _Bar(progress) as show:

@@ -76,6 +76,8 @@ def figures(o: Outcome) -> dict[str, Any]:
             else None
         ),
         "server_rss_growth_mib": _mib(o.rss_peak - o.rss_idle) if o.rss_peak and o.rss_idle else None,
+        "presence_events": t.presence if o.plan.presence else None,
+        "presence_events_per_listener": _div(t.presence, listeners) if o.plan.presence else None,
         "errors": o.errors,
     }
     return f
@@ -122,6 +124,9 @@ def rows(f: dict[str, Any]) -> list[tuple[str, str]]:
          + (f", {_n(f['server_rss_kib_per_subscription'], '.1f')} KiB per subscription"
             if f["rooms_per_listener"] > 1 else "")),
     ]
+    if f["presence_events"] is not None:
+        out.append(("presence", f"{f['presence_events']:,} events, "
+                    f"{_n(f['presence_events_per_listener'], '.2f')} per listener"))
     if f["listeners_failed"]:
         out.append(("failed to open", f"{f['listeners_failed']:,} streams"))
     if f["listeners_lagged"] or f["listeners_ended_early"]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import multiprocessing
 import os
 import resource
@@ -55,6 +56,7 @@ class Plan:
     auth: str = "none"  # jwt: the server checks a token on every stream and post
     backend: str | None = None  # the started server's --backend
     rooms: int = 1  # rooms each WebSocket listener subscribes to; posts go round them
+    presence: bool = False  # each listener names a user of its own and asks for presence events
 
 
 @dataclass
@@ -186,11 +188,12 @@ async def _hold(plan: Plan, target: Target, count: int, slot: int, shared: Any, 
         if not closing:
             tally.ended += 1
 
-    async def open_one() -> None:
+    async def open_one(index: int) -> None:
         sink = Sink(tally, plan.messages, plan.publishers)
+        mine = _presence_target(target, f"u{slot}-{index}") if plan.presence else target
         async with gate:
             try:
-                streams.append(await asyncio.wait_for(client.listen(target, sink, ended), OPEN_TIMEOUT))
+                streams.append(await asyncio.wait_for(client.listen(mine, sink, ended), OPEN_TIMEOUT))
             except Exception as exc:
                 tally.failed += 1
                 failed[slot] += 1
@@ -200,7 +203,7 @@ async def _hold(plan: Plan, target: Target, count: int, slot: int, shared: Any, 
         sinks.append(sink)
         connected[slot] += 1
 
-    await asyncio.gather(*(open_one() for _ in range(count)))
+    await asyncio.gather(*(open_one(i) for i in range(count)))
     cpu0 = time.process_time()
     wall0 = time.monotonic()
     while not stop.is_set():
@@ -214,6 +217,12 @@ async def _hold(plan: Plan, target: Target, count: int, slot: int, shared: Any, 
     tally.lagged = sum(1 for s in sinks if s.lagged)
     tally.ended = max(0, tally.ended - tally.lagged)
     return {"tally": tally, "cpu": time.process_time(), "busy": busy, "errors": errors}
+
+
+def _presence_target(target: Target, user: str) -> Target:
+    """The stream path of a listener that is `user` and asks for presence events."""
+    joiner = "&" if "?" in target.stream_path else "?"
+    return dataclasses.replace(target, stream_path=f"{target.stream_path}{joiner}presence=1&userId={user}")
 
 
 # -- the run -----------------------------------------------------------------------

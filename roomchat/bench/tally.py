@@ -15,6 +15,7 @@ MARK = re.compile(rb"~(\d+):(\d+)~")
 BUCKET_SHIFT = 13  # latency histogram buckets of 8.192 µs
 LAGGED = b"event: lagged"
 LAGGED_WS = b'"type":"lagged"'
+PRESENCE = b"event: presence\n"
 
 
 def marker(seq: int, sent_ns: int) -> str:
@@ -31,11 +32,12 @@ class Tally:
     lagged: int = 0  # streams that said `event: lagged`
     ended: int = 0  # streams that ended before the run did
     failed: int = 0  # streams that could not be opened
+    presence: int = 0  # presence events, summed over the streams
     last_ns: int = 0  # when the last delivery arrived
     hist: dict[int, int] = field(default_factory=dict)  # bucket -> deliveries
 
     def merge(self, other: Tally) -> None:
-        for name in ("received", "duplicated", "out_of_order", "lagged", "ended", "failed"):
+        for name in ("received", "duplicated", "out_of_order", "lagged", "ended", "failed", "presence"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.last_ns = max(self.last_ns, other.last_ns)
         hist = self.hist
@@ -66,6 +68,8 @@ class Sink:
             return
         if LAGGED in buf or LAGGED_WS in buf:
             self.lagged = True
+        if PRESENCE in buf:  # counted up to `cut` only: the rest is counted with the next read
+            self.tally.presence += buf.count(PRESENCE, 0, cut)
         marks = MARK.findall(buf, 0, cut)
         tally = self.tally
         if not marks:

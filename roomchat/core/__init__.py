@@ -7,6 +7,7 @@ from roomchat.core.errors import BackendUnavailable, RoomchatError, ValidationEr
 from roomchat.core.listener import EndReason, Gap, Listener
 from roomchat.core.message import Codec, Message, to_json
 from roomchat.core.ports import Backend, BackendSink, Manager, Posted, Replay, RoomInfo, Stats
+from roomchat.core.presence import PresenceNote, RoomPresence
 from roomchat.core.service import RoomService
 
 __all__ = [
@@ -20,8 +21,10 @@ __all__ = [
     "Manager",
     "Message",
     "Posted",
+    "PresenceNote",
     "Replay",
     "RoomInfo",
+    "RoomPresence",
     "RoomService",
     "RoomchatError",
     "Stats",

@@ -97,6 +97,24 @@ class Listener:
         else:
             self.wake()
 
+    def note(self, note: Message) -> None:
+        """Queue a presence note (see roomchat.core.presence): like `push`, without the replay floor.
+
+        Only listeners that asked for presence get notes, once their replay is queued.
+        """
+        if self.ended is not None:
+            return
+        if len(self._pending) >= self._limit:
+            self._counters.lagged += 1
+            self._pending = []
+            self.end(EndReason.LAGGED)
+            return
+        self._pending.append(note)
+        if self.notify is not None:
+            self.notify()
+        else:
+            self.wake()
+
     def end(self, reason: EndReason) -> None:
         """End the stream; what is pending is still taken, except after a lag or a hang-up."""
         if self.ended is None:
@@ -127,7 +145,8 @@ class Listener:
         batch = self._pending
         if batch:
             self._pending = []
-            self.last_id = batch[-1].id
+            # A presence note has no id: the last id is that of the last message.
+            self.last_id = batch[-1].id or next((m.id for m in reversed(batch) if m.id), self.last_id)
             self._counters.delivered += len(batch)
         return batch
 

@@ -3,6 +3,7 @@ the room service needs from storage and fan-out between processes (`Backend`).""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -11,6 +12,7 @@ from roomchat.core.identity import Identity
 from roomchat.core.limits import DEFAULT_HISTORY_BYTES, DEFAULT_MAX_ROOMS
 from roomchat.core.listener import Listener
 from roomchat.core.message import Message
+from roomchat.core.presence import PresencePart, RoomPresence
 
 DEFAULT_HISTORY = 1000
 KEY_TTL = 24 * 3600  # seconds an idempotency key answers its first message
@@ -86,10 +88,16 @@ class Manager(Protocol):
         *,
         transport: str = "unknown",
         identity: Identity | None = None,
+        user_id: str | None = None,
+        presence: bool = False,
     ) -> AbstractAsyncContextManager[Listener]:
         """Open a listener on a room, replaying history after `after` first.
 
         It ends with EndReason.EXPIRED when the identity's token expires.
+        `user_id` names the listener in the room's presence (validated like any
+        userId; under `--auth jwt` the token's `sub` is used instead; None:
+        anonymous, counted but not named). With `presence=True` the listener
+        also takes `PresenceNote`s (roomchat.core.presence) between messages.
         """
         ...
 
@@ -131,6 +139,10 @@ class Manager(Protocol):
 
     async def room(self, room_id: str, *, identity: Identity | None = None) -> RoomInfo: ...
 
+    async def presence(self, room_id: str, *, identity: Identity | None = None) -> RoomPresence:
+        """Who is listening to the room, on every process sharing the backend."""
+        ...
+
     async def rooms(
         self, limit: int = 100, after: str | None = None, *, identity: Identity | None = None
     ) -> RoomPage:
@@ -153,6 +165,10 @@ class BackendSink(Protocol):
 
     def interrupted(self, room_id: str) -> None:
         """The room's feed was lost: its listeners must resume from their last id."""
+        ...
+
+    def presence_changed(self, room_id: str) -> None:
+        """Another process published a change to its part of the room's presence."""
         ...
 
 
@@ -225,3 +241,20 @@ class Backend(Protocol):
     def unsubscribe(self, room_id: str) -> None: ...
 
     async def ping(self) -> bool: ...
+
+    # Presence. A backend used by one process only inherits both methods from
+    # roomchat.core.presence.OneProcessPresence (as MemoryBackend and SqliteBackend do).
+
+    async def share_presence(
+        self, parts: Mapping[str, PresencePart | None], ttl: float, changed: bool
+    ) -> None:
+        """Publish this process's part of each room's presence, valid for `ttl` seconds.
+
+        None withdraws it. One write for all the rooms given. `changed`: tell the
+        other processes (their sinks' `presence_changed`); a heartbeat does not.
+        """
+        ...
+
+    async def presence(self, room_ids: Sequence[str]) -> dict[str, list[PresencePart]]:
+        """The other processes' unexpired parts of these rooms (one read for them all)."""
+        ...

@@ -22,6 +22,7 @@ from roomchat.core.limits import Limits, StreamCounter
 from roomchat.core.listener import Counters, EndReason, Gap, Listener
 from roomchat.core.message import Message, id_key
 from roomchat.core.ports import Backend, Posted, RoomInfo, RoomPage, Stats
+from roomchat.core.presence import HEARTBEAT, WINDOW, Presence, RoomPresence, presence_store
 
 DEFAULT_BUFFER = 1024
 MAX_PAGE = 1000
@@ -39,6 +40,8 @@ class RoomService:
         max_text: int = validation.DEFAULT_MAX_TEXT,
         authenticator: Authenticator | None = None,
         limits: Limits | None = None,
+        presence_heartbeat: float = HEARTBEAT,
+        presence_window: float = WINDOW,
     ) -> None:
         if buffer_size < 1:
             raise ValueError("buffer_size must be at least 1")
@@ -53,6 +56,8 @@ class RoomService:
         self._counters = Counters()
         self._listeners: dict[str, int] = {}
         self._closing = False
+        store = presence_store(backend)
+        self._presence = Presence(store, window=presence_window, heartbeat=presence_heartbeat)
 
     async def start(self) -> None:
         await self._backend.start(self)
@@ -62,6 +67,7 @@ class RoomService:
         self._closing = True
         for room in self._rooms.values():
             room.end_all(EndReason.SHUTDOWN)
+        await self._presence.close()
         await self._backend.close()
 
     # -- Manager -------------------------------------------------------------
@@ -77,16 +83,26 @@ class RoomService:
         *,
         transport: str = "unknown",
         identity: Identity | None = None,
+        user_id: str | None = None,
+        presence: bool = False,
     ) -> AsyncIterator[Listener]:
         who = identity or self._anyone
         validation.room_id(room_id)
         who.check_read(room_id)
+        user = _present_as(who, user_id)
         if self._closing:
             raise BackendUnavailable("the server is stopping")
         self._streams.opening(who.address)
         try:
             async with self._listening(room_id, after, transport, who.expires) as listener:
-                yield listener
+                self._presence.opened(room_id, user)
+                if presence:  # after the replay is queued: notes never overtake it
+                    self._presence.watch(room_id, listener)
+                try:
+                    yield listener
+                finally:
+                    self._presence.unwatch(room_id, listener)
+                    self._presence.closed(room_id, user)
         finally:
             self._streams.closed(who.address)
 
@@ -193,7 +209,14 @@ class RoomService:
     async def room(self, room_id: str, *, identity: Identity | None = None) -> RoomInfo:
         validation.room_id(room_id)
         (identity or self._anyone).check_read(room_id)
-        return RoomInfo(room_id, self._local_listeners(room_id), await self._backend.last_id(room_id))
+        elsewhere = (await self._presence.remote_listeners([room_id])).get(room_id, 0)
+        listeners = self._local_listeners(room_id) + elsewhere
+        return RoomInfo(room_id, listeners, await self._backend.last_id(room_id))
+
+    async def presence(self, room_id: str, *, identity: Identity | None = None) -> RoomPresence:
+        validation.room_id(room_id)
+        (identity or self._anyone).check_read(room_id)
+        return await self._presence.room(room_id)
 
     async def rooms(
         self, limit: int = DEFAULT_ROOM_PAGE, after: str | None = None, *, identity: Identity | None = None
@@ -214,10 +237,12 @@ class RoomService:
         names = sorted(set(stored) | set(local))[: limit + 1]
         more = len(names) > limit
         names = names[:limit]
+        readable = [name for name in names if _may_read(who, name)]
+        elsewhere = await self._presence.remote_listeners(readable)
         infos = []
-        for name in names:
-            if _may_read(who, name):
-                infos.append(RoomInfo(name, self._local_listeners(name), await self._backend.last_id(name)))
+        for name in readable:
+            listeners = self._local_listeners(name) + elsewhere.get(name, 0)
+            infos.append(RoomInfo(name, listeners, await self._backend.last_id(name)))
         return RoomPage(infos, names[-1] if more else None)
 
     async def delete(self, room_id: str, *, identity: Identity | None = None) -> None:
@@ -257,6 +282,9 @@ class RoomService:
         if room is not None:
             room.end_all(EndReason.UNAVAILABLE)
 
+    def presence_changed(self, room_id: str) -> None:
+        self._presence.remote_changed(room_id)
+
 
 def _may_read(who: Identity, room_id: str) -> bool:
     try:
@@ -264,6 +292,13 @@ def _may_read(who: Identity, room_id: str) -> bool:
     except RoomchatError:
         return False
     return True
+
+
+def _present_as(who: Identity, user_id: str | None) -> str | None:
+    """Who a listener is in presence: the token's `sub`, else (`--auth none`) the userId it gives."""
+    if not who.open:
+        return who.user_id
+    return None if user_id is None else validation.user_id(user_id)
 
 
 def _expire_at(listener: Listener, expires: float | None) -> asyncio.TimerHandle | None:

@@ -55,6 +55,7 @@ class RecordingSink:
         self.messages: list[Message] = []
         self.deleted_rooms: list[str] = []
         self.interrupted_rooms: list[str] = []
+        self.presence_rooms: list[str] = []
         self._changed = asyncio.Event()
 
     def message(self, message: Message) -> None:
@@ -67,6 +68,10 @@ class RecordingSink:
 
     def interrupted(self, room_id: str) -> None:
         self.interrupted_rooms.append(room_id)
+        self._changed.set()
+
+    def presence_changed(self, room_id: str) -> None:
+        self.presence_rooms.append(room_id)
         self._changed.set()
 
     async def until(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:

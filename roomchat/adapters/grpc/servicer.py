@@ -1,4 +1,4 @@
-"""The `message.Room` service: the four rpcs of the contract over the Manager.
+"""The `message.Room` service: the rpcs of the contract over the Manager.
 
 Registered through a generic handler with no serializers, so requests arrive
 as bytes (parsed here, bad ones answered INVALID_ARGUMENT) and the stream
@@ -58,6 +58,7 @@ class RoomServicer:
                 "PostToRoom": grpc.unary_unary_rpc_method_handler(self._unary(self.post_to_room)),
                 "DeleteRoom": grpc.unary_unary_rpc_method_handler(self._unary(self.delete_room)),
                 "StreamRoom": grpc.unary_stream_rpc_method_handler(self.stream_room),
+                "Presence": grpc.unary_unary_rpc_method_handler(self._unary(self.presence)),
             },
         )
 
@@ -118,6 +119,11 @@ class RoomServicer:
         await self._manager.delete(request.roomId, identity=identity)
         return codec.response()
 
+    async def presence(self, data: bytes, identity: Identity, context: Context) -> bytes:
+        request = codec.room_request(data)
+        found = await self._manager.presence(request.roomId, identity=identity)
+        return codec.response(data=dumps(found.to_dict()))
+
     def _unary(
         self, call: Callable[[bytes, Identity, Context], Awaitable[bytes]]
     ) -> Callable[[bytes, Context], Awaitable[bytes]]:
@@ -141,7 +147,11 @@ class RoomServicer:
             request = codec.room_request(data)
             identity = self._identify(context)
             async with self._manager.listen(
-                request.roomId, request.lastId or None, transport="grpc", identity=identity
+                request.roomId,
+                request.lastId or None,
+                transport="grpc",
+                identity=identity,
+                user_id=request.userId or None,  # the Go clients send it: it names them in presence
             ) as listener:
                 self._streams.add(listener)
                 if self._stopping:  # it was opening when `stop` ran

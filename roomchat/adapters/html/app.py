@@ -19,6 +19,7 @@ from roomchat.adapters.html.pages import STATIC, error_page, render, shown
 from roomchat.adapters.http.bodies import idempotency_key, message_posted, parse_object, read_body, text_field
 from roomchat.adapters.http.errors import EXCEPTION_HANDLERS, BadRequest
 from roomchat.adapters.http.identity import identify
+from roomchat.adapters.http.presence import stream_presence
 from roomchat.adapters.http.security import browser_safety
 from roomchat.adapters.http.sse import EventStream, resume_id
 from roomchat.adapters.http.websocket import websocket_routes
@@ -158,12 +159,20 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
         room_id = request.path_params["roomId"]
         after = resume_id(request.scope, dict(request.query_params))
         validation.room_id(room_id)  # a 422 before the stream starts
-        stream = EventStream(manager, room_id, after, "html", settings.keepalive, who(request))
+        user_id, presence = stream_presence(request.query_params)
+        stream = EventStream(
+            manager, room_id, after, "html", settings.keepalive, who(request),
+            user_id=user_id, presence=presence,
+        )
         return stream  # type: ignore[return-value]
 
     async def room_info(request: Request) -> Response:
         info = await manager.room(request.path_params["roomId"], identity=who(request))
         return JSONResponse(info.to_dict())
+
+    async def presence(request: Request) -> Response:
+        found = await manager.presence(request.path_params["roomId"], identity=who(request))
+        return JSONResponse(found.to_dict())
 
     async def delete(request: Request) -> Response:
         await manager.delete(request.path_params["roomId"], identity=who(request))
@@ -185,6 +194,7 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
             Route("/room/{roomId}", post_message, methods=["POST"]),
             Route("/room/{roomId}", delete, methods=["DELETE"]),
             Route("/room/{roomId}/info", room_info, methods=["GET"]),
+            Route("/room/{roomId}/presence", presence, methods=["GET"]),
             Route("/stream/{roomId}", stream, methods=["GET"]),
             *websocket_routes("/ws", manager, settings),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),

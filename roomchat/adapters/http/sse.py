@@ -23,6 +23,7 @@ from roomchat.adapters.http.flushing import flusher, one_per_loop
 from roomchat.core import EndReason, Listener, Manager, Message, to_json
 from roomchat.core.identity import Identity
 from roomchat.core.message import dumps
+from roomchat.core.presence import PresenceNote
 
 Scope = dict[str, Any]
 Receive = Any
@@ -38,7 +39,9 @@ RAW_SEND = "roomchat.send"  # scope key: the server's own `send`, set by roomcha
 
 
 def sse_frame(message: Message) -> bytes:
-    """The codec of the SSE wire format: one `message` event."""
+    """The codec of the SSE wire format: one `message` event (or `presence`, for a note)."""
+    if isinstance(message, PresenceNote):  # no `id:` line: it must not move the client's Last-Event-ID
+        return event("presence", message.to_data())
     return b"id: %s\nevent: message\ndata: %s\n\n" % (message.id.encode(), message.encode(to_json))
 
 
@@ -82,9 +85,14 @@ class EventStream:
         transport: str,
         keepalive: float,
         identity: Identity | None = None,
+        *,
+        user_id: str | None = None,
+        presence: bool = False,
     ) -> None:
         self._manager = manager
         self._identity = identity
+        self._user_id = user_id
+        self._presence = presence
         self._room_id = room_id
         self._after = after
         self._transport = transport
@@ -96,7 +104,12 @@ class EventStream:
             await send({"type": "http.response.body", "body": b""})
             return
         async with self._manager.listen(
-            self._room_id, self._after, transport=self._transport, identity=self._identity
+            self._room_id,
+            self._after,
+            transport=self._transport,
+            identity=self._identity,
+            user_id=self._user_id,
+            presence=self._presence,
         ) as listener:
             await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
             direct = _Direct.attach(listener, scope, self._keepalive)

@@ -18,6 +18,7 @@ import logging
 import time
 from contextlib import AbstractAsyncContextManager
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -94,6 +95,7 @@ class WebSocketEndpoint:
             return
         address = client_address(scope, self._settings.trust_proxy)
         connection = _Connection(self._manager, protocol, identity, address)
+        connection.user_id = _user_of(scope)
         try:
             await connection.serve(receive, send)
         finally:
@@ -148,6 +150,7 @@ class _Connection:
         self._transport = protocol.transport
         self._identity = identity
         self._address = address
+        self.user_id: str | None = None
         self._rooms: dict[str, _Subscription] = {}
         self.marked: list[_Subscription] = []  # subscriptions with something to write
         self.scheduled = False  # the flusher will call `flush` this loop turn
@@ -217,7 +220,14 @@ class _Connection:
             raise BadRequest(409, f"already subscribed to {room_id}: unsubscribe first")
         if len(self._rooms) >= MAX_ROOMS:
             raise BadRequest(429, f"at most {MAX_ROOMS} rooms per connection")
-        context = self._manager.listen(room_id, last_id or None, transport=TRANSPORT, identity=self._who())
+        context = self._manager.listen(
+            room_id,
+            last_id or None,
+            transport=TRANSPORT,
+            identity=self._who(),
+            user_id=self.user_id,  # the URL's ?userId=: who this connection is in presence
+            presence=frame.get("presence") is True,
+        )
         listener = await context.__aenter__()
         subscription = self._rooms[room_id] = _Subscription(self, context, listener)
         # `subscribed` (and `gap`) go out before anything of the room: the listener
@@ -341,3 +351,10 @@ def _error_of(exc: RoomchatError, ref: object, room_id: str | None) -> bytes:
     if isinstance(exc, RateLimited):
         return error_frame(code, str(exc), ref, room_id, retryAfter=exc.retry_after)
     return error_frame(code, str(exc), ref, room_id)
+
+
+def _user_of(scope: Scope) -> str | None:
+    """The connection's `?userId=`, for presence; checked (422 frame) when a room is subscribed."""
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    values = query.get("userId") or [""]
+    return values[0] or None

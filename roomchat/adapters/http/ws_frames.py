@@ -11,6 +11,7 @@ import struct
 
 from roomchat.core import EndReason, Gap, Listener, Message, to_json
 from roomchat.core.message import dumps
+from roomchat.core.presence import PresenceNote
 
 SUBPROTOCOL = "roomchat.v1"
 MAX_ROOMS = 100  # subscriptions on one connection
@@ -33,7 +34,9 @@ def text_frame(payload: bytes) -> bytes:
 
 
 def ws_frame(message: Message) -> bytes:
-    """The codec of the WebSocket wire format: a whole `message` frame."""
+    """The codec of the WebSocket wire format: a whole `message` frame (`presence`, for a note)."""
+    if isinstance(message, PresenceNote):
+        return control("presence", **message.to_data())
     return text_frame(b'{"type":"message","message":%s}' % message.encode(to_json))
 
 

@@ -23,6 +23,7 @@ from roomchat.adapters.http.bodies import (
 from roomchat.adapters.http.errors import EXCEPTION_HANDLERS
 from roomchat.adapters.http.identity import identify
 from roomchat.adapters.http.metrics import metrics_endpoint
+from roomchat.adapters.http.presence import stream_presence
 from roomchat.adapters.http.security import browser_safety
 from roomchat.adapters.http.sse import EventStream, resume_id
 from roomchat.adapters.http.websocket import websocket_routes
@@ -55,7 +56,11 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
         room_id = request.path_params["roomId"]
         after = resume_id(request.scope, dict(request.query_params))
         validation.room_id(room_id)  # a 422 before the stream starts
-        stream = EventStream(manager, room_id, after, "sse", settings.keepalive, who(request))
+        user_id, presence = stream_presence(request.query_params)
+        stream = EventStream(
+            manager, room_id, after, "sse", settings.keepalive, who(request),
+            user_id=user_id, presence=presence,
+        )
         return stream  # type: ignore[return-value]
 
     async def history(request: Request) -> Response:
@@ -72,6 +77,10 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
     async def room(request: Request) -> Response:
         info = await manager.room(request.path_params["roomId"], identity=who(request))
         return JSONResponse(info.to_dict())
+
+    async def presence(request: Request) -> Response:
+        found = await manager.presence(request.path_params["roomId"], identity=who(request))
+        return JSONResponse(found.to_dict())
 
     async def rooms(request: Request) -> Response:
         query = request.query_params
@@ -100,6 +109,7 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
             Route("/api/room/{roomId}", room, methods=["GET"]),
             Route("/api/room/{roomId}", delete, methods=["DELETE"]),
             Route("/api/room/{roomId}/messages", history, methods=["GET"]),
+            Route("/api/room/{roomId}/presence", presence, methods=["GET"]),
             Route("/api/stream/{roomId}", stream, methods=["GET"]),
             Route("/api/rooms", rooms, methods=["GET"]),
             *websocket_routes("/api/ws", manager, settings),

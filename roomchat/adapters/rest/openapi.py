@@ -147,19 +147,28 @@ OPENAPI: dict[str, Any] = {
                 "responses": _answers({"200": _json(_ref("Page"), "Messages")}, *_READ),
             },
         },
+        "/api/room/{roomId}/presence": {
+            "parameters": [_ROOM],
+            "get": {
+                "summary": "Who is listening, on every process",
+                "responses": _answers({"200": _json(_ref("Presence"), "Presence")}, *_READ),
+            },
+        },
         "/api/stream/{roomId}": {
             "parameters": [_ROOM],
             "get": {
                 "summary": "Live messages as server-sent events",
                 "description": (
                     "The first frame is the comment `: connected`, then events: `message` "
-                    "(id, data: message JSON), `gap`, `deleted`, `lagged`; `: keepalive` "
-                    "comments on idle streams. Resume with the `Last-Event-ID` header or the "
-                    "`lastEventId` query parameter."
+                    "(id, data: message JSON), `gap`, `deleted`, `lagged`, `presence` (with "
+                    "`presence=1`); `: keepalive` comments on idle streams. Resume with the "
+                    "`Last-Event-ID` header or the `lastEventId` query parameter."
                 ),
                 "parameters": [
                     {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
                     _query("lastEventId", {"type": "string"}, "Resume after this id"),
+                    _query("userId", {"type": "string", "pattern": _USER_ID}, "Who listens, for presence"),
+                    _query("presence", {"type": "string", "enum": ["0", "1"]}, "1: also `presence` events"),
                 ],
                 "responses": _answers(
                     {
@@ -297,6 +306,26 @@ OPENAPI: dict[str, Any] = {
                     "backend": {"type": "string", "enum": ["ok", "unreachable"]},
                 },
                 "required": ["status", "backend"],
+            },
+            "Presence": {
+                "type": "object",
+                "properties": {
+                    "roomId": _ref("RoomId"),
+                    "users": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "userId": {"type": "string"},
+                                "connections": {"type": "integer", "minimum": 1},
+                                "since": {"type": "string", "description": "RFC 3339, first connection"},
+                            },
+                            "required": ["userId", "connections", "since"],
+                        },
+                    },
+                    "anonymous": {"type": "integer", "minimum": 0},
+                },
+                "required": ["roomId", "users", "anonymous"],
             },
             "Error": {
                 "type": "object",

@@ -18,6 +18,7 @@ from roomchat.core.ids import Clock, wall_ms
 from roomchat.core.limits import TokenBuckets
 from roomchat.core.message import Message
 from roomchat.core.ports import BackendSettings, BackendSink, Posted, Replay
+from roomchat.core.presence import OneProcessPresence
 
 _T = TypeVar("_T")
 
@@ -29,7 +30,7 @@ _T = TypeVar("_T")
 SWITCH_INTERVAL = 0.0005
 
 
-class SqliteBackend:
+class SqliteBackend(OneProcessPresence):
     """History and ids in one SQLite file, for one process (the file is locked).
 
     Nothing blocks the event loop on disk: writes go to one writer thread that

@@ -54,4 +54,5 @@ def test_the_go_servers_names_and_numbers_are_unchanged(tmp_path: Path) -> None:
         "PostToRoom": (".message.Message", ".message.RoomResponse", False),
         "DeleteRoom": (".message.RoomRequest", ".message.RoomResponse", False),
         "StreamRoom": (".message.RoomRequest", ".message.Message", True),
+        "Presence": (".message.RoomRequest", ".message.RoomResponse", False),  # added
     }

@@ -85,7 +85,7 @@ async def test_reflection_lists_the_services_and_describes_message_room() -> Non
         file = descriptor_pb2.FileDescriptorProto.FromString(raw)
         assert file.package == "message"
         methods = [m.name for m in file.service[0].method]
-        assert methods == ["GetRoom", "PostToRoom", "DeleteRoom", "StreamRoom"]
+        assert methods == ["GetRoom", "PostToRoom", "DeleteRoom", "StreamRoom", "Presence"]
 
 
 def make_certificate(folder: Path) -> tuple[Path, Path]:

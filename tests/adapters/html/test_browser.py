@@ -328,3 +328,28 @@ async def test_deleted_room_and_lagged_stream_are_handled(browser: Browser, http
         assert (await http.delete(f"{base}/room/busy")).status_code == 200
         await expect(page.locator("#status")).to_have_text("Room deleted")
         await expect(page.locator("#log .notice.deleted")).to_contain_text("This room was deleted.")
+
+
+async def test_two_named_pages_see_each_other_arrive_and_leave(browser: Browser) -> None:
+    # A 1 s keepalive: the server learns of a closed page by the next write at the latest.
+    async with serve("html", keepalive=1.0) as server:
+        base = server.url("html")
+        ann = await open_room(browser, base, "people", "ann")
+        await expect(ann.locator("#people li")).to_have_text(["ann"])
+        bob = await open_room(browser, base, "people", "bob")
+        for page in (ann, bob):
+            await expect(page.locator("#people li")).to_have_text(["ann", "bob"])
+        await expect(ann.locator("#log .notice.presence")).to_have_text(["bob joined"])
+        await bob.context.close()
+        await expect(ann.locator("#people li")).to_have_text(["ann"], timeout=15_000)
+        await expect(ann.locator("#log .notice.presence")).to_have_text(["bob joined", "bob left"])
+        await expect(ann.locator("#log .message")).to_have_count(0)
+        anonymous = await (await browser.new_context()).new_page()
+        await anonymous.goto(f"{base}/room/people")
+        await expect(anonymous.locator("#people li")).to_have_text(["ann", "1 anonymous"])
+        # ann's own page reconnecting inside the window shows nothing to anybody.
+        await ann.evaluate("() => document.getElementById('name').dispatchEvent(new Event('change'))")
+        await expect(ann.locator("#status")).to_have_text("Connected")
+        await asyncio.sleep(3)  # the windows in which a leave would have been announced
+        await expect(anonymous.locator("#log .notice.presence")).to_have_count(0)
+        await expect(anonymous.locator("#people li")).to_have_text(["ann", "1 anonymous"])

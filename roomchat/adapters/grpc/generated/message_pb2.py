@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rmessage.proto\x12\x07message\"Q\n\x07Message\x12\x0e\n\x06userId\x18\x01 \x01(\t\x12\x0e\n\x06roomId\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\n\n\x02id\x18\x04 \x01(\t\x12\x0c\n\x04time\x18\x05 \x01(\t\"=\n\x0bRoomRequest\x12\x0e\n\x06userId\x18\x01 \x01(\t\x12\x0e\n\x06roomId\x18\x02 \x01(\t\x12\x0e\n\x06lastId\x18\x03 \x01(\t\">\n\x0cRoomResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\x12\x0f\n\x07success\x18\x02 \x01(\x08\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\t2\xe8\x01\n\x04Room\x12\x36\n\x07GetRoom\x12\x14.message.RoomRequest\x1a\x15.message.RoomResponse\x12\x35\n\nPostToRoom\x12\x10.message.Message\x1a\x15.message.RoomResponse\x12\x39\n\nDeleteRoom\x12\x14.message.RoomRequest\x1a\x15.message.RoomResponse\x12\x36\n\nStreamRoom\x12\x14.message.RoomRequest\x1a\x10.message.Message0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rmessage.proto\x12\x07message\"Q\n\x07Message\x12\x0e\n\x06userId\x18\x01 \x01(\t\x12\x0e\n\x06roomId\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\n\n\x02id\x18\x04 \x01(\t\x12\x0c\n\x04time\x18\x05 \x01(\t\"=\n\x0bRoomRequest\x12\x0e\n\x06userId\x18\x01 \x01(\t\x12\x0e\n\x06roomId\x18\x02 \x01(\t\x12\x0e\n\x06lastId\x18\x03 \x01(\t\">\n\x0cRoomResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\x12\x0f\n\x07success\x18\x02 \x01(\x08\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\t2\xa1\x02\n\x04Room\x12\x36\n\x07GetRoom\x12\x14.message.RoomRequest\x1a\x15.message.RoomResponse\x12\x35\n\nPostToRoom\x12\x10.message.Message\x1a\x15.message.RoomResponse\x12\x39\n\nDeleteRoom\x12\x14.message.RoomRequest\x1a\x15.message.RoomResponse\x12\x36\n\nStreamRoom\x12\x14.message.RoomRequest\x1a\x10.message.Message0\x01\x12\x37\n\x08Presence\x12\x14.message.RoomRequest\x1a\x15.message.RoomResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,5 +38,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROOMRESPONSE']._serialized_start=172
   _globals['_ROOMRESPONSE']._serialized_end=234
   _globals['_ROOM']._serialized_start=237
-  _globals['_ROOM']._serialized_end=469
+  _globals['_ROOM']._serialized_end=526
 # @@protoc_insertion_point(module_scope)

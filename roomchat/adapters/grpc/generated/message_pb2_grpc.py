@@ -54,6 +54,11 @@ class RoomStub:
                 request_serializer=message__pb2.RoomRequest.SerializeToString,
                 response_deserializer=message__pb2.Message.FromString,
                 _registered_method=True)
+        self.Presence = channel.unary_unary(
+                '/message.Room/Presence',
+                request_serializer=message__pb2.RoomRequest.SerializeToString,
+                response_deserializer=message__pb2.RoomResponse.FromString,
+                _registered_method=True)
 
 
 class RoomServicer:
@@ -83,6 +88,13 @@ class RoomServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Presence(self, request, context):
+        """added: who is listening, on every process
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RoomServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -105,6 +117,11 @@ def add_RoomServicer_to_server(servicer, server):
                     servicer.StreamRoom,
                     request_deserializer=message__pb2.RoomRequest.FromString,
                     response_serializer=message__pb2.Message.SerializeToString,
+            ),
+            'Presence': grpc.unary_unary_rpc_method_handler(
+                    servicer.Presence,
+                    request_deserializer=message__pb2.RoomRequest.FromString,
+                    response_serializer=message__pb2.RoomResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -215,6 +232,33 @@ class Room:
             '/message.Room/StreamRoom',
             message__pb2.RoomRequest.SerializeToString,
             message__pb2.Message.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Presence(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/message.Room/Presence',
+            message__pb2.RoomRequest.SerializeToString,
+            message__pb2.RoomResponse.FromString,
             options,
             channel_credentials,
             insecure,

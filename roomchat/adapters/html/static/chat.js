@@ -86,6 +86,9 @@
     const scroller = document.getElementById("scroller");
     const status = document.getElementById("status");
     const listeners = document.getElementById("listeners");
+    const people = document.getElementById("people");
+    const present = new Set();
+    let anonymous = 0;
     const form = document.getElementById("composer");
     const nameField = document.getElementById("name");
     const textField = document.getElementById("text");
@@ -180,12 +183,16 @@
       retryTimer = 0;
       const after = lastId || FIRST;
       if (token) setCookie(token);
-      source = new EventSource(`/stream/${encodeURIComponent(roomId)}?lastEventId=${encodeURIComponent(after)}`);
+      source = new EventSource(`/stream/${encodeURIComponent(roomId)}?lastEventId=${encodeURIComponent(after)}${presenceQuery()}`);
       source.addEventListener("open", () => {
         retries = 0;
         setState("connected", "Connected");
         refreshListeners();
       });
+      source.addEventListener("presence", (event) => arrivals(JSON.parse(event.data)));
+      let opened = false;
+      source.addEventListener("open", () => { opened = true; });
+      source.addEventListener("error", () => { if (!opened) checkName(); });
       source.addEventListener("message", (event) => {
         show(JSON.parse(event.data));
         lastId = event.lastEventId || lastId;
@@ -274,12 +281,80 @@
 
     async function refreshListeners() {
       if (deleted) return;
+      refreshPresence();
       try {
         const answer = await fetch(`/room/${encodeURIComponent(roomId)}/info`, { headers: headers() });
         if (!answer.ok) return;
         const info = await answer.json();
         listeners.textContent = `${info.listeners} listening`;
       } catch { /* the stream's state already says what is wrong */ }
+    }
+
+    // -- who is here --------------------------------------------------------------
+    // The stream names us and asks for presence events (at most one a second per
+    // room: a reconnect storm is folded away by the server). The list itself is
+    // fetched on every (re)connect and poll, since events carry no anonymous count.
+
+    let refusedName = ""; // the server takes no stream under it: listen anonymously until it changes
+
+    function presenceQuery() {
+      const name = nameField.value.trim();
+      const named = name && name !== refusedName;
+      return "&presence=1" + (named ? `&userId=${encodeURIComponent(name)}` : "");
+    }
+
+    // A stream refused before it opened: was it our name? (Sending will say what is wrong with it.)
+    async function checkName() {
+      const name = nameField.value.trim();
+      if (!name || name === refusedName) return;
+      const query = `?userId=${encodeURIComponent(name)}`;
+      try {
+        const answer = await fetch(`/stream/${encodeURIComponent(roomId)}${query}`, { method: "HEAD", headers: headers() });
+        if (answer.status === 422) refusedName = name;
+      } catch { /* unreachable: the retry will tell */ }
+    }
+
+    async function refreshPresence() {
+      try {
+        const answer = await fetch(`/room/${encodeURIComponent(roomId)}/presence`, { headers: headers() });
+        if (!answer.ok) return;
+        const found = await answer.json();
+        present.clear();
+        for (const user of found.users) present.add(user.userId);
+        anonymous = found.anonymous;
+        showPresent();
+      } catch { /* the stream's state already says what is wrong */ }
+    }
+
+    function arrivals(change) {
+      const me = nameField.value.trim();
+      for (const user of change.joined) {
+        present.add(user);
+        if (user !== me) notice(`${user} joined`, "presence");
+      }
+      for (const user of change.left) {
+        present.delete(user);
+        if (user !== me) notice(`${user} left`, "presence");
+      }
+      showPresent();
+    }
+
+    function showPresent() {
+      const names = [...present].sort();
+      const items = names.map((user) => {
+        const li = document.createElement("li");
+        const name = document.createElement("bdi"); // isolated, like every name on the page
+        name.textContent = user;
+        li.append(name);
+        return li;
+      });
+      if (anonymous) {
+        const li = document.createElement("li");
+        li.className = "anonymous";
+        li.textContent = `${anonymous} anonymous`;
+        items.push(li);
+      }
+      people.replaceChildren(...items);
     }
 
     // -- sending ---------------------------------------------------------------
@@ -361,6 +436,7 @@
     nameField.addEventListener("change", () => {
       const name = nameField.value.trim();
       if (name) saveName(name);
+      if (source && !deleted && !byToken) reconnect(0); // be present under the new name
       for (const li of log.querySelectorAll("li.message")) markMine(li);
     });
     form.addEventListener("submit", (event) => {

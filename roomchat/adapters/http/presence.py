@@ -1,0 +1,25 @@
+"""Presence over HTTP, shared by the `rest` and `html` adapters (contract: Presence)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from roomchat.core import ValidationError, validation
+
+_YES = ("1", "true", "yes", "on")
+_NO = ("", "0", "false", "no", "off")
+
+
+def stream_presence(query: Mapping[str, str]) -> tuple[str | None, bool]:
+    """A stream's `?userId=` (None when absent or empty) and whether `?presence=` asks for events.
+
+    A bad userId is a 422 before the stream starts, for HEAD too: a page can ask
+    whether the server takes its name.
+    """
+    user_id = query.get("userId") or None
+    if user_id is not None:
+        validation.user_id(user_id)
+    wanted = query.get("presence", "").strip().lower()
+    if wanted not in _YES and wanted not in _NO:
+        raise ValidationError("presence", "presence must be 1 or 0")
+    return user_id, wanted in _YES
