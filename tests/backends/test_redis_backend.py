@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
@@ -16,35 +16,8 @@ from roomchat.core import BackendUnavailable, Message
 from roomchat.core.errors import Overloaded
 from roomchat.core.message import format_time, id_key
 from roomchat.core.ports import BackendSettings
+from roomchat.testing.backend_suite import RecordingSink
 from tests.backends.redis_server import RedisServer, free_port
-
-
-class RecordingSink:
-    """Records what a backend feeds; `until` awaits a condition on it."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-        self.deleted_rooms: list[str] = []
-        self.interrupted_rooms: list[str] = []
-        self._changed = asyncio.Event()
-
-    def message(self, message: Message) -> None:
-        self.messages.append(message)
-        self._changed.set()
-
-    def deleted(self, room_id: str) -> None:
-        self.deleted_rooms.append(room_id)
-        self._changed.set()
-
-    def interrupted(self, room_id: str) -> None:
-        self.interrupted_rooms.append(room_id)
-        self._changed.set()
-
-    async def until(self, condition: Callable[[], bool], timeout: float = 3.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not condition():
-                self._changed.clear()
-                await self._changed.wait()
 
 
 @asynccontextmanager
