@@ -101,6 +101,8 @@ class Listener:
         """Queue a presence note (see roomchat.core.presence): like `push`, without the replay floor.
 
         Only listeners that asked for presence get notes, once their replay is queued.
+        The tail of `push` is repeated here rather than shared, so the per-message
+        hot path makes no extra call.
         """
         if self.ended is not None:
             return
