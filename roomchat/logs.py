@@ -57,3 +57,5 @@ def configure(level: str, as_json: bool) -> None:
     # uvicorn's own lifecycle lines ("Started server process"...) repeat what the
     # `listening on` line says; its warnings and errors still show.
     logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, root.level))
+    # grpclib says at info level that a client cancelled its call: streams end that way.
+    logging.getLogger("grpclib").setLevel(max(logging.WARNING, root.level))

@@ -1,31 +1,49 @@
-"""The `grpc` adapter: a grpc.aio server in the runner's event loop.
+"""The `grpc` adapter: a grpclib server in the runner's event loop.
 
-It serves `message.Room`, `grpc.health.v1.Health` and server reflection. The
-runner owns the signals (grpc.aio installs no handlers of its own).
+It serves `message.Room`, `grpc.health.v1.Health` and server reflection
+(v1alpha). grpclib is pure Python on h2, so it runs in the loop with the rest
+of roomchat; grpc.aio's hop through grpcio's poller thread cost five times more
+per streamed message (docs/performance.md, *The gRPC floor*). The runner owns
+the signals.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import socket
+import ssl
 from typing import ClassVar
 
-import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpclib.config import Configuration
+from grpclib.server import Handler, Server
 
 from roomchat.adapters import AdapterSettings, CannotListen, Ready
+from roomchat.adapters.grpc.codec import Codec
+from roomchat.adapters.grpc.connection import Connections, PingPolicy, ServerProtocol
+from roomchat.adapters.grpc.health import (
+    HEALTH_INTERVAL,
+    HEALTH_SERVICE,
+    REFLECTION_SERVICE,
+    Health,
+    Reflection,
+)
 from roomchat.adapters.grpc.servicer import SERVICE, RoomServicer
 from roomchat.core import Manager, validation
 from roomchat.descriptors import budget
 
 GRACE = 3.0  # seconds for unary calls in flight to finish once stopping
 LAST_GRACE = 0.2  # then for anything else open (health watches, reflection)
-HEALTH_INTERVAL = 1.0  # seconds between backend checks for Health/Watch
-KEEPALIVE_TIMEOUT_MS = 20_000  # a peer that does not answer a ping for this long is dropped
-MIN_CLIENT_PING_MS = 5_000  # clients may ping this often, with or without a call open
+BACKLOG = 1024
+
+# The adapter's settings in grpcio's channel-argument names (what embedding code
+# gives in AdapterSettings.options); the defaults are set in `options`.
+KEEPALIVE_TIME = "grpc.keepalive_time_ms"  # server pings on every connection this often...
+KEEPALIVE_TIMEOUT = "grpc.keepalive_timeout_ms"  # ...and drops a peer that does not answer for this long
+PERMIT_WITHOUT_CALLS = "grpc.keepalive_permit_without_calls"  # ping connections with no call open too
+MIN_CLIENT_PING = "grpc.http2.min_ping_interval_without_data_ms"  # clients may ping this often
+MAX_PING_STRIKES = "grpc.http2.max_ping_strikes"  # pings sooner than that, past this many: GOAWAY
+MAX_REQUEST = "grpc.max_receive_message_length"
+MAX_CONNECTIONS = "grpc.max_allowed_incoming_connections"
 
 
 class GrpcAdapter:
@@ -36,132 +54,112 @@ class GrpcAdapter:
         self.settings = settings
 
     async def serve(self, ready: Ready, stopping: asyncio.Event) -> None:
-        server = grpc.aio.server(options=self.options())
-        rooms = RoomServicer(self.manager)
-        server.add_generic_rpc_handlers((rooms.handler(),))
-        checks = _Health(self.manager)
-        health_pb2_grpc.add_HealthServicer_to_server(checks, server)
-        reflection.enable_server_reflection((SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-        port = self._bind(server)
-        await server.start()
+        options = dict(self.options())
+        max_request = int(options[MAX_REQUEST])
+        rooms = RoomServicer(self.manager, max_request)
+        checks = Health(self.manager, max_request)
+        reflection = Reflection([SERVICE, HEALTH_SERVICE, REFLECTION_SERVICE], max_request)
+        connections = Connections(
+            int(options[MAX_CONNECTIONS]),
+            PingPolicy(int(options[MIN_CLIENT_PING]) / 1000, int(options[MAX_PING_STRIKES])),
+        )
+        keepalive = int(options[KEEPALIVE_TIME]) / 1000
+        config = Configuration(
+            _keepalive_time=keepalive,
+            _keepalive_timeout=int(options[KEEPALIVE_TIMEOUT]) / 1000,
+            _keepalive_permit_without_calls=bool(options[PERMIT_WITHOUT_CALLS]),
+            _http2_max_pings_without_data=0,  # keep pinging an idle connection
+            _http2_min_sent_ping_interval_without_data=keepalive,
+        )
+        server = _Server([rooms, checks, reflection], config, connections)
+        listening = self._bind()
+        await server.start(sock=listening, ssl=self._tls(), backlog=BACKLOG)
         watching = asyncio.ensure_future(checks.watch_backend(stopping))
         try:
             scheme = "grpcs" if self.settings.tls else "grpc"
-            host = self.settings.host
+            host, port = self.settings.host, listening.getsockname()[1]
             ready(f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}")
             await stopping.wait()
         finally:
-            # Our handlers refuse new rpcs with UNAVAILABLE (grpcio itself would
-            # answer CANCELLED) and let unary calls in flight finish.
+            # Our handlers refuse new rpcs with UNAVAILABLE, end the streams with it,
+            # and let unary calls in flight finish.
             rooms.stop()
             watching.cancel()  # it also ends by itself once stopping is set
             await asyncio.wait({watching}, timeout=HEALTH_INTERVAL)
             await checks.enter_graceful_shutdown()
             await rooms.drained(GRACE)
-            await server.stop(LAST_GRACE)
+            server.close()  # stops listening, cancels what is left (health watches, reflection)
+            await asyncio.wait({asyncio.ensure_future(server.wait_closed())}, timeout=LAST_GRACE)
+            connections.close()
 
-    def options(self) -> list[tuple[str, int | str]]:
-        """Channel arguments; `grpc.*` keys in settings.options override them."""
-        options: dict[str, int | str] = {
-            # A port in use is an error, not a shared port, unless `serve --workers N` shares it.
-            "grpc.so_reuseport": int(self.settings.reuse_port),
-            "grpc.max_receive_message_length": self.settings.max_body,
-            # Server pings on idle connections find clients that vanished.
-            "grpc.keepalive_time_ms": int(self.settings.keepalive * 1000),
-            "grpc.keepalive_timeout_ms": KEEPALIVE_TIMEOUT_MS,
-            "grpc.http2.ping_timeout_ms": KEEPALIVE_TIMEOUT_MS,  # what recent grpcio applies to them
-            "grpc.http2.max_pings_without_data": 0,
-            # Accept client keepalive pings (every 30 s and more often), also without a call.
-            "grpc.keepalive_permit_without_calls": 1,
-            "grpc.http2.min_ping_interval_without_data_ms": MIN_CLIENT_PING_MS,
-            # Its share of the open-file limit: past it grpcio closes new connections at once
+    def options(self) -> list[tuple[str, int]]:
+        """The settings by grpcio's names; `grpc.*` keys in settings.options override them."""
+        options: dict[str, int] = {
+            KEEPALIVE_TIME: int(self.settings.keepalive * 1000),
+            KEEPALIVE_TIMEOUT: 20_000,
+            PERMIT_WITHOUT_CALLS: 1,
+            # Accept client keepalive pings every 5 s and more seldom, also without a call
+            # (the Go clients ping every 30 s); a third too soon gets GOAWAY, as grpcio does.
+            MIN_CLIENT_PING: 5_000,
+            MAX_PING_STRIKES: 2,
+            MAX_REQUEST: self.settings.max_body,
+            # Its share of the open-file limit: past it a new connection is closed at once
             # (clients see UNAVAILABLE), so the HTTP adapters keep descriptors to answer with.
-            "grpc.max_allowed_incoming_connections": budget().grpc_connections,
+            MAX_CONNECTIONS: budget().grpc_connections,
         }
         for key, value in self.settings.options.items():
             if key.startswith("grpc."):
+                if key not in options:
+                    raise ValueError(
+                        f"{key} is not a gRPC option roomchat reads; it reads {', '.join(options)}"
+                    )
                 options[key] = _channel_argument(key, value)
         return list(options.items())
 
-    def _bind(self, server: grpc.aio.Server) -> int:
+    def _bind(self) -> socket.socket:
+        """The listening socket: a port in use is an error, unless `serve --workers N` shares it."""
         host, port = self.settings.host, self.settings.port
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        reuse = self.settings.reuse_port
-        _probe(host, port, reuse)  # grpcio would log its own error to stderr first
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            if self.settings.tls:
-                bound = server.add_secure_port(address, self._credentials())
-            else:
-                bound = server.add_insecure_port(address)
-        except RuntimeError:  # grpcio raises this when it cannot bind
-            bound = 0
-        if not bound:
-            raise _bind_error(host, port, reuse)
-        return bound
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.settings.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise CannotListen(host, port, exc) from None
+        return sock
 
-    def _credentials(self) -> grpc.ServerCredentials:
-        cert, key = self.settings.tls_files()
-        return grpc.ssl_server_credentials([(key, cert)])
+    def _tls(self) -> ssl.SSLContext | None:
+        if not self.settings.tls:
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.set_alpn_protocols(["h2"])
+        self.settings.tls_files()  # a file that cannot be read is one clear error
+        assert self.settings.tls_cert is not None and self.settings.tls_key is not None
+        context.load_cert_chain(self.settings.tls_cert, self.settings.tls_key)
+        return context
 
 
-def _channel_argument(key: str, value: str) -> int | str:
-    """A number where the value is one (gRPC's are C ints, so bounded before `int` reads it)."""
-    digits = value.removeprefix("-")
-    if not validation.is_whole_number(digits):
-        return value
-    number = validation.bounded_whole_number(digits, 2**31 - 1)
+class _Server(Server):
+    """grpclib's server, with connections made by `ServerProtocol`."""
+
+    def __init__(self, services: list[object], config: Configuration, connections: Connections) -> None:
+        super().__init__(services, codec=Codec(), config=config)  # type: ignore[arg-type]
+        self._connections = connections
+
+    def _protocol_factory(self) -> ServerProtocol:
+        self.__gc_step__()
+        handler = Handler(self._mapping, self._codec, self._status_details_codec, self.__dispatch__)
+        self._handlers.add(handler)
+        return ServerProtocol(handler, self._config, self._h2_config, self._connections)
+
+
+def _channel_argument(key: str, value: str) -> int:
+    """A whole number, bounded before `int` reads it (gRPC's are C ints)."""
+    number = validation.bounded_whole_number(value, 2**31 - 1) if validation.is_whole_number(value) else None
     if number is None:
-        raise ValueError(f"{key} must be at most {2**31 - 1}")
-    return -number if value.startswith("-") else number
-
-
-def _probe(host: str, port: int, reuse_port: bool) -> None:
-    """Raise the OS's reason if the address cannot be bound (grpcio does not say why)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpcio binds
-            if reuse_port:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            probe.bind((host, port))
-    except OSError as exc:
-        raise CannotListen(host, port, exc) from None
-
-
-def _bind_error(host: str, port: int, reuse_port: bool) -> OSError:
-    try:
-        _probe(host, port, reuse_port)
-    except OSError as exc:
-        return exc
-    return CannotListen(host, port, OSError(errno.EADDRNOTAVAIL, ""))
-
-
-class _Health(health.aio.HealthServicer):  # type: ignore[name-defined,misc]
-    """SERVING while the backend answers, for the server ("") and message.Room."""
-
-    def __init__(self, manager: Manager) -> None:
-        super().__init__()
-        self._manager = manager
-
-    async def refresh(self) -> None:
-        try:
-            async with asyncio.timeout(HEALTH_INTERVAL):  # not wait_for: on 3.11 it can swallow a cancel
-                ok = await self._manager.healthy()
-        except Exception:
-            ok = False
-        status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
-        for name in ("", SERVICE):
-            await self.set(name, status)
-
-    async def watch_backend(self, stopping: asyncio.Event) -> None:
-        """Keep the status fresh for Watch callers until the server stops."""
-        while not stopping.is_set():
-            await self.refresh()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(HEALTH_INTERVAL):
-                    await stopping.wait()
-
-    async def Check(self, request: health_pb2.HealthCheckRequest, context: object) -> object:
-        if not self._gracefully_shutting_down:
-            await self.refresh()  # answer from the backend's state now, not a second ago
-        return await super().Check(request, context)
+        raise ValueError(f"{key} must be a whole number from 0 to {2**31 - 1}")
+    return number

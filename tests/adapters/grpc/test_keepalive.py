@@ -17,7 +17,7 @@ from tests.support import serve
 
 FAST_KEEPALIVE = {  # the adapter's settings, with the 20 s ping timeout made short
     "keepalive": 0.2,
-    "options": {"grpc.keepalive_timeout_ms": "500", "grpc.http2.ping_timeout_ms": "500"},
+    "options": {"grpc.keepalive_timeout_ms": "500"},
 }
 
 

@@ -206,12 +206,16 @@ async def test_a_request_over_64_kib_is_resource_exhausted() -> None:
         assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-def test_a_numeric_channel_argument_is_bounded_before_it_is_read() -> None:
-    def options(value: str) -> dict[str, int | str]:
-        adapter = GrpcAdapter(build_service(ServiceSettings()), AdapterSettings(options={"grpc.x": value}))
+def test_a_grpc_option_is_a_bounded_whole_number_and_an_unknown_one_is_refused() -> None:
+    def options(key: str, value: str) -> dict[str, int]:
+        adapter = GrpcAdapter(build_service(ServiceSettings()), AdapterSettings(options={key: value}))
         return dict(adapter.options())
 
-    assert options("-5")["grpc.x"] == -5
-    assert options("abc")["grpc.x"] == "abc"
-    with pytest.raises(ValueError, match=r"grpc\.x must be at most 2147483647"):
-        options("9" * 4301)
+    assert options("grpc.max_receive_message_length", "1024")["grpc.max_receive_message_length"] == 1024
+    for bad in ("-5", "abc", "9" * 4301):  # the last is bounded before `int` reads it
+        with pytest.raises(
+            ValueError, match=r"grpc\.keepalive_time_ms must be a whole number from 0 to 2147483647"
+        ):
+            options("grpc.keepalive_time_ms", bad)
+    with pytest.raises(ValueError, match=r"grpc\.x is not a gRPC option roomchat reads"):
+        options("grpc.x", "1")
