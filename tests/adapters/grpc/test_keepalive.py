@@ -142,3 +142,32 @@ def test_by_default_clients_may_ping_without_a_call_every_30_s_and_more_often() 
     options = dict(adapter.options())
     assert options["grpc.keepalive_permit_without_calls"] == 1
     assert int(options["grpc.http2.min_ping_interval_without_data_ms"]) <= 30_000
+
+
+def _ping_after_data(sock: socket.socket, n: int) -> bool:
+    """Waits for a DATA frame (a message of the stream), then pings and waits for the ACK:
+    True if acked, False if the server sent GOAWAY instead."""
+    kind = None
+    while kind != 0:
+        kind, _, _ = _next_frame(sock)
+    payload = struct.pack(">Q", n)
+    sock.sendall(_frame(PING, 0, 0, payload))
+    while True:
+        kind, flags, data = _next_frame(sock)
+        if kind == GOAWAY:
+            return False
+        if kind == PING and flags & ACK and data == payload:
+            return True
+
+
+async def test_pings_sooner_than_the_minimum_are_no_strikes_while_the_server_sends_data() -> None:
+    # As grpc core counts them: data or headers sent since the last ping clear the strikes,
+    # the stream's fast path included (a client's BDP pings come with the data it receives).
+    async with serve("grpc", options=SHORT_MIN_PING) as server, room_stub(server.url("grpc")) as stub:
+        sock = await asyncio.to_thread(vanished_client, server.url("grpc"), "busy")
+        try:
+            for n in range(6):  # far sooner than 300 ms apart
+                await stub.PostToRoom(pb.Message(userId="a", roomId="busy", text=f"m{n}"))
+                assert await asyncio.to_thread(_ping_after_data, sock, n), f"GOAWAY at ping {n}"
+        finally:
+            sock.close()
