@@ -22,6 +22,9 @@ machine slows each alike; the table gives the median of `--runs`:
                   (what an adapter could do with the messages a listener has queued;
                   grpclib's own API sends one message per call, so this uses its
                   stream's `send_data`)
+  grpclib-direct  grpclib under uvloop, one message per DATA frame whose header is written by
+                  hand, h2's windows debited (roomchat's fast path with no batching: the
+                  adapter's own floor per write)
 
 The grpclib variants need the `bench` extra (`pip install -e '.[dev,bench]'`).
 
@@ -101,7 +104,30 @@ def _sync(port_out: Any, messages: int, streams: int) -> None:
 BATCH = 8  # messages per write in grpclib-batch
 
 
-def _grpclib(port_out: Any, messages: int, batch: int = 1) -> Callable[[], Any]:
+async def _direct_writes(h2_stream: Any, messages: int) -> None:
+    """One DATA frame per message, its header written by hand and h2's windows debited,
+    as roomchat's fast path does (roomchat.adapters.grpc.writer.Direct), without batching."""
+    framed = b"\x00" + len(PAYLOAD).to_bytes(4, "big") + PAYLOAD
+    size = len(framed)
+    frame = size.to_bytes(3, "big") + b"\x00\x00" + h2_stream.id.to_bytes(4, "big") + framed
+    h2, transport, ready = h2_stream._h2_connection, h2_stream._transport, h2_stream.connection.write_ready
+    state = h2.streams[h2_stream.id]
+    sent = 0
+    while sent < messages:
+        if not ready.is_set():
+            await ready.wait()
+            continue
+        if min(h2.outbound_flow_control_window, state.outbound_flow_control_window) < size:
+            h2_stream.window_updated.clear()
+            await h2_stream.window_updated.wait()
+            continue
+        h2.outbound_flow_control_window -= size
+        state.outbound_flow_control_window -= size
+        transport.write(frame)
+        sent += 1
+
+
+def _grpclib(port_out: Any, messages: int, batch: int = 1, direct: bool = False) -> Callable[[], Any]:
     from grpclib.const import Cardinality, Handler
     from grpclib.encoding.base import CodecBase
     from grpclib.server import Server, Stream
@@ -120,6 +146,10 @@ def _grpclib(port_out: Any, messages: int, batch: int = 1) -> Callable[[], Any]:
     class Floor:
         async def stream(self, stream: Stream[bytes, bytes]) -> None:
             await stream.recv_message()
+            if direct:
+                await stream.send_initial_metadata()
+                await _direct_writes(stream._stream, messages)
+                return
             if batch > 1:  # the gRPC framing (flag, length) done once, the bytes shared
                 await stream.send_initial_metadata()
                 framed = (b"\x00" + len(PAYLOAD).to_bytes(4, "big") + PAYLOAD) * batch
@@ -149,11 +179,12 @@ def serve(variant: str, port_out: Any, messages: int, streams: int) -> None:
         _sync(port_out, messages, streams)
         return
     if variant.startswith("grpclib"):
-        main = _grpclib(port_out, messages, BATCH if variant == "grpclib-batch" else 1)
+        batch = BATCH if variant == "grpclib-batch" else 1
+        main = _grpclib(port_out, messages, batch, direct=variant == "grpclib-direct")
     else:
         knobs = variant == "aio-knobs"
         main = _aio(port_out, messages, KNOBS if knobs else [], knobs)
-    if variant.endswith(("uvloop", "batch")):
+    if variant.endswith(("uvloop", "batch", "direct")):
         import uvloop
 
         uvloop.run(main())
@@ -163,6 +194,7 @@ def serve(variant: str, port_out: Any, messages: int, streams: int) -> None:
 
 VARIANTS = (
     "aio", "aio-uvloop", "aio-knobs", "aio-poll", "sync", "grpclib", "grpclib-uvloop", "grpclib-batch",
+    "grpclib-direct",
 )  # fmt: skip
 
 

@@ -19,7 +19,7 @@ from grpclib.server import Handler, Server
 
 from roomchat.adapters import AdapterSettings, CannotListen, Ready
 from roomchat.adapters.grpc.codec import Codec
-from roomchat.adapters.grpc.connection import Connections, PingPolicy, ServerProtocol
+from roomchat.adapters.grpc.connection import Connections, Limits, PingPolicy, ServerProtocol
 from roomchat.adapters.grpc.health import (
     HEALTH_INTERVAL,
     HEALTH_SERVICE,
@@ -44,6 +44,7 @@ MIN_CLIENT_PING = "grpc.http2.min_ping_interval_without_data_ms"  # clients may 
 MAX_PING_STRIKES = "grpc.http2.max_ping_strikes"  # pings sooner than that, past this many: GOAWAY
 MAX_REQUEST = "grpc.max_receive_message_length"
 MAX_CONNECTIONS = "grpc.max_allowed_incoming_connections"
+MAX_STREAMS = "grpc.max_concurrent_streams"  # rpcs in flight on one connection
 
 
 class GrpcAdapter:
@@ -55,18 +56,21 @@ class GrpcAdapter:
 
     async def serve(self, ready: Ready, stopping: asyncio.Event) -> None:
         options = dict(self.options())
-        max_request = int(options[MAX_REQUEST])
+        max_request = options[MAX_REQUEST]
         rooms = RoomServicer(self.manager, max_request)
         checks = Health(self.manager, max_request)
         reflection = Reflection([SERVICE, HEALTH_SERVICE, REFLECTION_SERVICE], max_request)
         connections = Connections(
-            int(options[MAX_CONNECTIONS]),
-            PingPolicy(int(options[MIN_CLIENT_PING]) / 1000, int(options[MAX_PING_STRIKES])),
+            Limits(
+                connections=options[MAX_CONNECTIONS],
+                streams=options[MAX_STREAMS],
+                pings=PingPolicy(options[MIN_CLIENT_PING] / 1000, options[MAX_PING_STRIKES]),
+            )
         )
-        keepalive = int(options[KEEPALIVE_TIME]) / 1000
+        keepalive = options[KEEPALIVE_TIME] / 1000
         config = Configuration(
             _keepalive_time=keepalive,
-            _keepalive_timeout=int(options[KEEPALIVE_TIMEOUT]) / 1000,
+            _keepalive_timeout=options[KEEPALIVE_TIMEOUT] / 1000,
             _keepalive_permit_without_calls=bool(options[PERMIT_WITHOUT_CALLS]),
             _http2_max_pings_without_data=0,  # keep pinging an idle connection
             _http2_min_sent_ping_interval_without_data=keepalive,
@@ -106,6 +110,9 @@ class GrpcAdapter:
             # Its share of the open-file limit: past it a new connection is closed at once
             # (clients see UNAVAILABLE), so the HTTP adapters keep descriptors to answer with.
             MAX_CONNECTIONS: budget().grpc_connections,
+            # A client may hold a stream for each of many rooms on one connection
+            # (--max-streams and --max-streams-per-ip bound them all).
+            MAX_STREAMS: 1_000,
         }
         for key, value in self.settings.options.items():
             if key.startswith("grpc."):

@@ -5,6 +5,7 @@ server needs and grpclib does not do:
 
 - a cap on open connections (each holds a descriptor): past it a new one is
   closed at once, so the client sees UNAVAILABLE instead of waiting;
+- its own limit of streams per connection (h2 would announce 100);
 - client ping policing as grpc core does it: a ping sooner than the minimum
   interval after the previous one is a strike unless the server sent data or
   headers in between, and past `max_ping_strikes` the connection gets GOAWAY
@@ -30,7 +31,16 @@ from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import PingReceived
 from h2.exceptions import ProtocolError
-from h2.settings import SettingCodes
+from h2.settings import SettingCodes, Settings
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one server allows its clients."""
+
+    connections: int  # open at once
+    streams: int  # rpcs in flight on one connection (HTTP/2 MAX_CONCURRENT_STREAMS)
+    pings: PingPolicy
 
 
 @dataclass(frozen=True)
@@ -63,9 +73,8 @@ class PolicedConnection(Connection):
 class Connections:
     """The server's open connections, bounded, for the protocol factory and the stop."""
 
-    def __init__(self, limit: int, pings: PingPolicy) -> None:
-        self.limit = limit
-        self.pings = pings
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
         self.open: set[ServerProtocol] = set()
 
     def close(self) -> None:
@@ -79,7 +88,7 @@ class Connections:
 
 
 class ServerProtocol(H2Protocol):
-    """A connection that counts against `Connections.limit` and polices pings."""
+    """A connection that counts against the server's limits and polices pings."""
 
     connection: PolicedConnection
     transport: Transport
@@ -93,7 +102,8 @@ class ServerProtocol(H2Protocol):
 
     def connection_made(self, transport: BaseTransport) -> None:
         self.transport = cast(Transport, transport)
-        if len(self._connections.open) >= self._connections.limit:
+        limits = self._connections.limits
+        if len(self._connections.open) >= limits.connections:
             self._refused = True  # no handshake: the client sees the connection close (UNAVAILABLE)
             self.transport.abort()
             return
@@ -102,6 +112,13 @@ class ServerProtocol(H2Protocol):
         if sock is not None:
             _set_nodelay(sock)
         h2_conn = H2Connection(config=self.h2_config)
+        h2_conn.local_settings = Settings(  # as h2 sets them, with our stream limit for its 100
+            client=False,
+            initial_values={
+                SettingCodes.MAX_CONCURRENT_STREAMS: limits.streams,
+                SettingCodes.MAX_HEADER_LIST_SIZE: h2_conn.DEFAULT_MAX_HEADER_LIST_SIZE,
+            },
+        )
         h2_conn.initiate_connection()
         initial = h2_conn.local_settings.initial_window_size
         if self.config.http2_connection_window_size != initial:
@@ -133,9 +150,10 @@ class ServerProtocol(H2Protocol):
         connection = self.connection
         now = time.monotonic()
         last, connection.last_ping_received = connection.last_ping_received, now
-        if last is not None and now - last < self._connections.pings.min_interval:
+        pings = self._connections.limits.pings
+        if last is not None and now - last < pings.min_interval:
             connection.ping_strikes += 1
-            if connection.ping_strikes > self._connections.pings.max_strikes:
+            if connection.ping_strikes > pings.max_strikes:
                 connection._connection.data_to_send()  # drop the ACK h2 queued for this ping
                 self.go_away(ErrorCodes.ENHANCE_YOUR_CALM, b"too_many_pings")
                 self.transport.close()

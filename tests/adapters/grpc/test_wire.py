@@ -36,6 +36,18 @@ async def test_many_streams_and_posts_on_one_connection_all_get_every_message_in
             call.cancel()
 
 
+async def test_a_client_may_hold_more_than_100_streams_on_one_connection() -> None:
+    # h2 alone would announce MAX_CONCURRENT_STREAMS 100: the 101st call would wait forever.
+    async with serve("grpc") as server, room_stub(server.url("grpc")) as stub:
+        calls = [stub.StreamRoom(pb.RoomRequest(roomId=f"room-{i}")) for i in range(150)]
+        await asyncio.wait_for(asyncio.gather(*(call.initial_metadata() for call in calls)), 10)
+        ids = [await post(stub, f"room-{i}", "hello") for i in range(150)]
+        got = await asyncio.gather(*(read(call, 1) for call in calls))
+        assert [m[0].id for m in got] == ids
+        for call in calls:
+            call.cancel()
+
+
 async def test_messages_larger_than_a_frame_and_a_small_window_arrive_whole() -> None:
     # 4,095 four-byte characters and a digit: each message is over the 16 KiB HTTP/2 frame, and a
     # client window of 64 KiB holds three of them, so most go the flow-controlled way.
