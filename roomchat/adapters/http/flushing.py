@@ -1,4 +1,4 @@
-"""Writing every marked stream once per event-loop turn, shared by the SSE and WebSocket fast paths.
+"""Writing every marked stream once per event-loop turn, shared by the SSE, WebSocket and gRPC fast paths.
 
 A push marks its stream instead of waking a task per listener; one callback
 per loop turn then writes what each marked stream has pending, in one write.
