@@ -20,14 +20,14 @@ from grpclib.server import Handler, Server
 from roomchat.adapters import AdapterSettings, CannotListen, Ready
 from roomchat.adapters.grpc.codec import Codec
 from roomchat.adapters.grpc.connection import Connections, Limits, PingPolicy, ServerProtocol
-from roomchat.adapters.grpc.health import (
+from roomchat.adapters.grpc.servicer import SERVICE, RoomServicer
+from roomchat.adapters.grpc.standard import (
     HEALTH_INTERVAL,
     HEALTH_SERVICE,
     REFLECTION_SERVICE,
     Health,
     Reflection,
 )
-from roomchat.adapters.grpc.servicer import SERVICE, RoomServicer
 from roomchat.core import Manager, validation
 from roomchat.descriptors import budget
 

@@ -1,4 +1,4 @@
-"""`grpc.health.v1.Health` and server reflection, grpcio's own servicers served by grpclib.
+"""The standard services, `grpc.health.v1.Health` and server reflection: grpcio's servicers on grpclib.
 
 grpcio-health-checking and grpcio-reflection keep the logic (statuses and
 watchers; descriptor lookups); `Call` gives them the two things they use of a
