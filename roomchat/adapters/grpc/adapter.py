@@ -45,6 +45,7 @@ MAX_PING_STRIKES = "grpc.http2.max_ping_strikes"  # pings sooner than that, past
 MAX_REQUEST = "grpc.max_receive_message_length"
 MAX_CONNECTIONS = "grpc.max_allowed_incoming_connections"
 MAX_STREAMS = "grpc.max_concurrent_streams"  # rpcs in flight on one connection
+MAX_RESETS = 100  # streams a client may cancel per second on one connection (see connection.py)
 
 
 class GrpcAdapter:
@@ -64,6 +65,7 @@ class GrpcAdapter:
             Limits(
                 connections=options[MAX_CONNECTIONS],
                 streams=options[MAX_STREAMS],
+                resets=MAX_RESETS,
                 pings=PingPolicy(options[MIN_CLIENT_PING] / 1000, options[MAX_PING_STRIKES]),
             )
         )

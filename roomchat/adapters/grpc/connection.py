@@ -10,6 +10,11 @@ server needs and grpclib does not do:
   interval after the previous one is a strike unless the server sent data or
   headers in between, and past `max_ping_strikes` the connection gets GOAWAY
   ENHANCE_YOUR_CALM "too_many_pings" in place of the ping's ACK;
+- a bound on streams the client cancels (RST_STREAM): past `max_resets` in a
+  second the connection gets GOAWAY ENHANCE_YOUR_CALM "too_many_resets" and
+  is closed. Each stream costs a task, an identity and a subscription before
+  its reset arrives, so without it one connection opening and cancelling
+  streams as fast as it can (HTTP/2 "rapid reset") stalls the whole server;
 - GOAWAY to every connection when the server has stopped.
 
 Written against grpclib 0.4 (`pyproject.toml` pins it below 0.5): `connection_made`
@@ -29,7 +34,7 @@ from grpclib.server import Handler
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
-from h2.events import PingReceived
+from h2.events import PingReceived, StreamReset
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
 
@@ -40,6 +45,7 @@ class Limits:
 
     connections: int  # open at once
     streams: int  # rpcs in flight on one connection (HTTP/2 MAX_CONCURRENT_STREAMS)
+    resets: int  # streams a client may cancel in one second
     pings: PingPolicy
 
 
@@ -60,6 +66,8 @@ class PolicedConnection(Connection):
 
     ping_strikes = 0
     last_ping_received: float | None = None
+    resets = 0  # streams the client cancelled since `resets_since`
+    resets_since = 0.0
 
     def headers_send_process(self) -> None:
         super().headers_send_process()
@@ -141,6 +149,8 @@ class ServerProtocol(H2Protocol):
         for event in events:
             if isinstance(event, PingReceived) and self._too_many_pings():
                 return
+            if isinstance(event, StreamReset) and event.remote_reset and self._too_many_resets():
+                return
         self.connection.flush()
         for event in events:
             self.processor.process(event)
@@ -159,6 +169,18 @@ class ServerProtocol(H2Protocol):
                 self.transport.close()
                 return True
         return False
+
+    def _too_many_resets(self) -> bool:
+        connection = self.connection
+        now = time.monotonic()
+        if now - connection.resets_since >= 1.0:
+            connection.resets, connection.resets_since = 0, now
+        connection.resets += 1
+        if connection.resets <= self._connections.limits.resets:
+            return False
+        self.go_away(ErrorCodes.ENHANCE_YOUR_CALM, b"too_many_resets")
+        self.transport.close()
+        return True
 
     def go_away(self, code: ErrorCodes, debug: bytes | None = None) -> None:
         if self.transport.is_closing():

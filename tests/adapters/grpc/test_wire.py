@@ -4,6 +4,7 @@ than an HTTP/2 frame or a client's window, a flood, and a request that lies abou
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
 
 import hpack
@@ -114,3 +115,47 @@ async def test_a_request_claiming_4_gib_is_refused_from_its_prefix_without_waiti
         assert "4294967295 bytes" in answer["grpc-message"].replace("%20", " ")
         async with room_stub(server.url("grpc")) as stub:  # and the server serves others as before
             assert (await stub.GetRoom(pb.RoomRequest(roomId="r"))).success
+
+
+def _rapid_reset(url: str, streams: int) -> bytes | None:
+    """Opens StreamRoom and cancels it at once (HEADERS, DATA, RST_STREAM), `streams`
+    times in one burst, as the HTTP/2 "rapid reset" attack does: answers the debug data
+    of the GOAWAY the server sends, or None if the connection closes without one."""
+    sock = _connect(url)
+    headers = b"".join(
+        _literal(n, v)
+        for n, v in [
+            (":method", "POST"), (":scheme", "http"), (":path", "/message.Room/StreamRoom"),
+            (":authority", "x"), ("content-type", "application/grpc"), ("te", "trailers"),
+        ]
+    )  # fmt: skip
+    body = pb.RoomRequest(roomId="victim").SerializeToString()
+    framed = b"\x00" + struct.pack(">I", len(body)) + body
+    burst = b"".join(
+        _frame(1, 4, n, headers) + _frame(0, 1, n, framed) + _frame(3, 0, n, struct.pack(">I", 8))  # CANCEL
+        for n in range(1, 2 * streams, 2)
+    )
+    try:
+        sock.sendall(burst)
+        while True:
+            head = sock.recv(9, socket.MSG_WAITALL)
+            if len(head) < 9:
+                return None
+            payload = _read(sock, int.from_bytes(head[:3], "big"))
+            if head[3] == 7:  # GOAWAY: last stream id, error code, debug data
+                assert int.from_bytes(payload[4:8], "big") == 0xB  # ENHANCE_YOUR_CALM
+                return payload[8:]
+    except ConnectionResetError:
+        return None
+    finally:
+        sock.close()
+
+
+async def test_a_client_cancelling_streams_as_fast_as_it_can_gets_goaway_and_others_are_served() -> None:
+    async with serve("grpc") as server, room_stub(server.url("grpc")) as stub:
+        attack = asyncio.ensure_future(asyncio.to_thread(_rapid_reset, server.url("grpc"), 5_000))
+        started = asyncio.get_running_loop().time()
+        while not attack.done():  # the others' calls go on being answered meanwhile
+            await stub.GetRoom(pb.RoomRequest(roomId="other"), timeout=2)
+        assert await attack == b"too_many_resets"
+        assert asyncio.get_running_loop().time() - started < 5
