@@ -67,6 +67,10 @@ class MemoryBackend(OneProcessPresence):
         self._subscribed.clear()
 
     async def publish(self, room_id: str, user_id: str, text: str) -> Message:
+        return self._append(room_id, user_id, text)
+
+    def _append(self, room_id: str, user_id: str, text: str) -> Message:
+        """Store and broadcast one message; `publish` and `publish_once` share it, awaiting nothing."""
         room = self._rooms.get(room_id)
         if room is None:
             if self._max_rooms and len(self._rooms) >= self._max_rooms:
@@ -102,28 +106,35 @@ class MemoryBackend(OneProcessPresence):
             self._forget(room_id)
 
     async def publish_once(self, room_id: str, user_id: str, text: str, key: str) -> Posted:
-        """Atomic here for free: nothing between the key's check and its store awaits."""
+        """`publish` plus one lookup and one store; atomic for free, as nothing here awaits.
+
+        A key answers only while its message is still in history (and for at most
+        KEY_TTL). Keys of messages that left are dropped in one sweep once they could
+        outnumber the room's history, so no post pays for more than its own key.
+        """
         keys = self._keys.get(room_id)
+        slot = (user_id, key)
         if keys is not None:
+            earlier = keys.get(slot)
+            # Keys exist only for a room with history: room[0] is its oldest message.
+            if (
+                earlier is not None
+                and earlier.key >= self._rooms[room_id][0].key
+                and earlier.key[0] > (time.time() - KEY_TTL) * 1000
+            ):
+                return Posted(earlier, replayed=True)
+        message = self._append(room_id, user_id, text)
+        if keys is None:
+            keys = self._keys[room_id] = {}
+        keys[slot] = message
+        if len(keys) > 2 * len(self._rooms[room_id]) + 8:
             self._forget_keys(room_id, keys)
-            earlier = keys.get((user_id, key))
-            if earlier is not None:
-                if earlier.key[0] > (time.time() - KEY_TTL) * 1000:
-                    return Posted(earlier, replayed=True)
-                del keys[(user_id, key)]  # so the new one goes last, in id order
-        message = await self.publish(room_id, user_id, text)
-        self._keys.setdefault(room_id, {})[(user_id, key)] = message
         return Posted(message)
 
     def _forget_keys(self, room_id: str, keys: dict[tuple[str, str], Message]) -> None:
-        """Drop the keys whose messages left history: the oldest come first."""
-        room = self._rooms.get(room_id)
-        oldest = room[0].key if room else None
-        while keys:
-            first, message = next(iter(keys.items()))
-            if oldest is not None and message.key >= oldest:
-                return
-            del keys[first]
+        """Drop the keys whose messages left history."""
+        oldest = self._rooms[room_id][0].key
+        self._keys[room_id] = {k: m for k, m in keys.items() if m.key >= oldest}
 
     async def replay(self, room_id: str, after: str) -> Replay:
         room = self._rooms.get(room_id, [])

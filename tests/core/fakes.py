@@ -6,7 +6,7 @@ import asyncio
 
 from roomchat.backends.memory import MemoryBackend
 from roomchat.core import BackendUnavailable, Message
-from roomchat.core.ports import BackendSettings, BackendSink, Replay
+from roomchat.core.ports import BackendSettings, BackendSink, Posted, Replay
 
 
 class FakeBackend(MemoryBackend):
@@ -64,6 +64,11 @@ class FakeBackend(MemoryBackend):
         if self.down:
             raise BackendUnavailable("fake backend is down")
         return await super().publish(room_id, user_id, text)
+
+    async def publish_once(self, room_id: str, user_id: str, text: str, key: str) -> Posted:
+        if self.down:  # the memory backend's publish_once does not go through `publish`
+            raise BackendUnavailable("fake backend is down")
+        return await super().publish_once(room_id, user_id, text, key)
 
     async def replay(self, room_id: str, after: str) -> Replay:
         self.replay_started.set()

@@ -22,6 +22,7 @@ from their code, not benchmarked.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
@@ -36,12 +37,15 @@ class RoomchatWebSocketProtocol(WebSocketsSansIOProtocol):
     `stop_keepalive`, `close_timer`, `handshake_complete`, `send_500_response`.
     """
 
-    # Called when the socket takes writes again after being full: the endpoint
-    # then writes what piled up meanwhile.
-    on_writable: Callable[[], None] | None = None
-    # The socket's buffer is past its high-water mark: write nothing more for now.
-    # (A plain attribute, read on every push: `writable.is_set()` is a call.)
-    paused = False
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Called when the socket takes writes again after being full: the endpoint
+        # then writes what piled up meanwhile.
+        self.on_writable: Callable[[], None] | None = None
+        # The socket's buffer is past its high-water mark: write nothing more for now.
+        # Read on every flush: a plain instance attribute (`writable.is_set()` is a
+        # call, and a class attribute read through an instance is not specialized).
+        self.paused = False
 
     @property
     def open(self) -> bool:
