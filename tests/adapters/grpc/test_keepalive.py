@@ -12,7 +12,18 @@ from roomchat.adapters import AdapterSettings
 from roomchat.adapters.grpc import GrpcAdapter
 from roomchat.adapters.grpc.generated import message_pb2 as pb
 from roomchat.bootstrap import ServiceSettings, build_service
-from tests.adapters.grpc.client import room_stub, target
+from tests.adapters.grpc.client import room_stub
+from tests.adapters.grpc.raw import (
+    ACK,
+    ENHANCE_YOUR_CALM,
+    GOAWAY,
+    PING,
+    connect,
+    frame,
+    framed,
+    next_frame,
+    request_headers,
+)
 from tests.support import serve
 
 FAST_KEEPALIVE = {  # the adapter's settings, with the 20 s ping timeout made short
@@ -21,54 +32,17 @@ FAST_KEEPALIVE = {  # the adapter's settings, with the 20 s ping timeout made sh
 }
 
 
-def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
-
-
-def _literal(name: str, value: str) -> bytes:  # HPACK: literal without indexing, new name
-    return b"\x00" + bytes([len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
-
-
-SETTINGS, PING, GOAWAY, ACK = 4, 6, 7, 1  # HTTP/2 frame types, and the ACK flag of the first two
-ENHANCE_YOUR_CALM = 0xB  # the GOAWAY error code
-
-
-def _connect(url: str) -> socket.socket:
-    """A raw HTTP/2 connection: the preface, our SETTINGS, and the ACK of the server's
-    SETTINGS (unread: we use none of them)."""
-    host, port = target(url).split(":")
-    sock = socket.create_connection((host, int(port)), timeout=5)
-    sock.sendall(
-        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _frame(SETTINGS, 0, 0, b"") + _frame(SETTINGS, ACK, 0, b"")
-    )
-    return sock
-
-
-def _next_frame(sock: socket.socket) -> tuple[int, int, bytes]:
-    """The next frame's type, flags and payload; a PING from the server is answered on the way."""
-    head = _read(sock, 9)
-    kind, flags, payload = head[3], head[4], _read(sock, int.from_bytes(head[:3], "big"))
-    if kind == PING and not flags & ACK:
-        sock.sendall(_frame(PING, ACK, 0, payload))
-    return kind, flags, payload
-
-
 def vanished_client(url: str, room: str) -> socket.socket:
     """Opens StreamRoom by hand, answers pings until the stream is up, then goes silent:
     a client whose machine vanished without closing the connection."""
-    sock = _connect(url)
-    headers = b"".join(
-        _literal(n, v)
-        for n, v in [
-            (":method", "POST"), (":scheme", "http"), (":path", "/message.Room/StreamRoom"),
-            (":authority", "x"), ("content-type", "application/grpc"), ("te", "trailers"),
-        ]
-    )  # fmt: skip
-    body = pb.RoomRequest(roomId=room).SerializeToString()
-    sock.sendall(_frame(1, 4, 1, headers) + _frame(0, 1, 1, b"\x00" + struct.pack(">I", len(body)) + body))
+    sock = connect(url)
+    headers = request_headers("/message.Room/StreamRoom")
+    sock.sendall(
+        frame(1, 4, 1, headers) + frame(0, 1, 1, framed(pb.RoomRequest(roomId=room).SerializeToString()))
+    )
     kind = None
     while kind != 1:  # until the response headers (the listener is registered)
-        kind, _, _ = _next_frame(sock)
+        kind, _, _ = next_frame(sock)
     return sock
 
 
@@ -76,27 +50,18 @@ def pinging_client(url: str, every: float, count: int) -> tuple[int, bytes | Non
     """Opens no call and sends `count` PINGs, each `every` seconds after the previous one's
     ACK. Answers how many were acked, and the GOAWAY's error code and debug data if the
     server sent one (grpc sends it in place of the ACK of the ping that was one too many)."""
-    with _connect(url) as sock:
+    with connect(url) as sock:
         for sent in range(count):
             if sent:
                 time.sleep(every)  # the interval under test, not a synchronisation
             payload = struct.pack(">Q", sent)
-            sock.sendall(_frame(PING, 0, 0, payload))
-            kind, flags, data = _next_frame(sock)
+            sock.sendall(frame(PING, 0, 0, payload))
+            kind, flags, data = next_frame(sock)
             while not (kind == PING and flags & ACK and data == payload):
                 if kind == GOAWAY:
                     return sent, data[4:]
-                kind, flags, data = _next_frame(sock)
+                kind, flags, data = next_frame(sock)
     return count, None
-
-
-def _read(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        assert chunk, "the server closed the connection"
-        data += chunk
-    return data
 
 
 async def test_a_client_that_stops_answering_pings_is_dropped_and_its_listener_freed() -> None:
@@ -149,11 +114,11 @@ def _ping_after_data(sock: socket.socket, n: int) -> bool:
     True if acked, False if the server sent GOAWAY instead."""
     kind = None
     while kind != 0:
-        kind, _, _ = _next_frame(sock)
+        kind, _, _ = next_frame(sock)
     payload = struct.pack(">Q", n)
-    sock.sendall(_frame(PING, 0, 0, payload))
+    sock.sendall(frame(PING, 0, 0, payload))
     while True:
-        kind, flags, data = _next_frame(sock)
+        kind, flags, data = next_frame(sock)
         if kind == GOAWAY:
             return False
         if kind == PING and flags & ACK and data == payload:

@@ -11,7 +11,15 @@ import hpack
 from roomchat.adapters.grpc.generated import message_pb2 as pb
 from roomchat.bootstrap import ServiceSettings
 from tests.adapters.grpc.client import post, read, room_stub
-from tests.adapters.grpc.test_keepalive import _connect, _frame, _literal, _read
+from tests.adapters.grpc.raw import (
+    ENHANCE_YOUR_CALM,
+    GOAWAY,
+    connect,
+    frame,
+    framed,
+    recv_exactly,
+    request_headers,
+)
 from tests.support import serve
 
 
@@ -84,21 +92,15 @@ async def test_a_flood_of_messages_reaches_a_reading_client_with_no_goaway() -> 
 def _post_claiming(url: str, claimed: int) -> dict[str, str]:
     """PostToRoom by hand with a length prefix of `claimed` bytes and 5 bytes of body,
     the stream left open: answers the headers of the block that carries grpc-status."""
-    sock = _connect(url)
+    sock = connect(url)
     decoder = hpack.Decoder()
     try:
-        headers = b"".join(
-            _literal(n, v)
-            for n, v in [
-                (":method", "POST"), (":scheme", "http"), (":path", "/message.Room/PostToRoom"),
-                (":authority", "x"), ("content-type", "application/grpc"), ("te", "trailers"),
-            ]
-        )  # fmt: skip
-        body = b"\x00" + struct.pack(">I", claimed) + b"hello"
-        sock.sendall(_frame(1, 4, 1, headers) + _frame(0, 0, 1, body))
+        headers = request_headers("/message.Room/PostToRoom")
+        body = b"\x00" + struct.pack(">I", claimed) + b"hello"  # a prefix that lies
+        sock.sendall(frame(1, 4, 1, headers) + frame(0, 0, 1, body))
         while True:
-            head = _read(sock, 9)
-            kind, payload = head[3], _read(sock, int.from_bytes(head[:3], "big"))
+            head = recv_exactly(sock, 9)
+            kind, payload = head[3], recv_exactly(sock, int.from_bytes(head[:3], "big"))
             if kind == 1:  # HEADERS (the server sends no padding or priority)
                 block = {str(k): str(v) for k, v in decoder.decode(payload)}
                 if "grpc-status" in block:
@@ -120,32 +122,25 @@ def _rapid_reset(url: str, streams: int) -> bytes | None:
     """Opens StreamRoom and cancels it at once (HEADERS, DATA, RST_STREAM), `streams`
     times, in bursts of 300, as the HTTP/2 "rapid reset" attack does: answers the debug
     data of the GOAWAY the server sends, or None if it sends none."""
-    sock = _connect(url)
-    headers = b"".join(
-        _literal(n, v)
-        for n, v in [
-            (":method", "POST"), (":scheme", "http"), (":path", "/message.Room/StreamRoom"),
-            (":authority", "x"), ("content-type", "application/grpc"), ("te", "trailers"),
-        ]
-    )  # fmt: skip
-    body = pb.RoomRequest(roomId="victim").SerializeToString()
-    framed = b"\x00" + struct.pack(">I", len(body)) + body
+    sock = connect(url)
+    headers = request_headers("/message.Room/StreamRoom")
+    request = framed(pb.RoomRequest(roomId="victim").SerializeToString())
     cancel = struct.pack(">I", 8)  # RST_STREAM CANCEL
     try:
         for first in range(1, 2 * streams, 600):  # a burst small enough for the socket buffers
             sock.sendall(
                 b"".join(
-                    _frame(1, 4, n, headers) + _frame(0, 1, n, framed) + _frame(3, 0, n, cancel)
+                    frame(1, 4, n, headers) + frame(0, 1, n, request) + frame(3, 0, n, cancel)
                     for n in range(first, min(first + 600, 2 * streams), 2)
                 )
             )
             sock.settimeout(0.5)
             try:
                 while True:  # what the server says until it has nothing more to say
-                    head = _read(sock, 9)
-                    payload = _read(sock, int.from_bytes(head[:3], "big"))
-                    if head[3] == 7:  # GOAWAY: last stream id, error code, debug data
-                        assert int.from_bytes(payload[4:8], "big") == 0xB  # ENHANCE_YOUR_CALM
+                    head = recv_exactly(sock, 9)
+                    payload = recv_exactly(sock, int.from_bytes(head[:3], "big"))
+                    if head[3] == GOAWAY:  # last stream id, error code, debug data
+                        assert int.from_bytes(payload[4:8], "big") == ENHANCE_YOUR_CALM
                         return payload[8:]
             except TimeoutError:
                 continue
