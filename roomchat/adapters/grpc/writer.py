@@ -1,11 +1,9 @@
 """How the gRPC adapter writes: few, large writes.
 
-On loopback and on a busy server alike, each `transport.write` is a syscall and
-a TCP segment the client is woken for, and it costs more than the Python around
-it. So a unary reply (headers, message, trailers) goes out in one write
-(`one_write`), and a stream's pending messages in one DATA frame (`Direct`).
-
-The fast path of a StreamRoom stream: pending messages as one HTTP/2 DATA frame, straight to the socket.
+Each `transport.write` is a syscall and a TCP segment the client is woken for,
+and it costs more than the Python around it. So a unary reply (headers,
+message, trailers) goes out in one write (`one_write`), and a stream's pending
+messages in one DATA frame (`Direct`, the fast path of StreamRoom).
 
 As on the SSE fast path (roomchat.adapters.http.sse), a push marks the stream
 and one callback per event-loop turn writes what every marked stream has
