@@ -274,6 +274,7 @@ class Presence:
         if room.changed_at is None:
             room.changed_at = asyncio.get_running_loop().time()
             self._pending.add(room_id)
+            self._poke.set()  # the task may be asleep until the next heartbeat
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -117,7 +117,14 @@ async def test_a_user_with_two_tabs_leaves_only_when_both_close(
             async with stream(client, f"{base}/api/stream/r?userId=bob"):
                 # The next event is bob's: closing one of ann's tabs announced nothing.
                 assert await presence_event(watcher) == {"roomId": "r", "joined": ["bob"], "left": []}
-        assert await presence_event(watcher) == {"roomId": "r", "joined": [], "left": ["ann", "bob"]}
+        # Both leave: one event, or two when the closes reach the server either side of
+        # a coalescing window's end; nobody joins.
+        left: list[str] = []
+        while len(left) < 2:
+            event = await presence_event(watcher)
+            assert event["joined"] == [] and event["left"]
+            left += event["left"]
+        assert sorted(left) == ["ann", "bob"]
 
 
 async def test_resuming_after_presence_events_loses_no_message(

@@ -305,3 +305,19 @@ async def test_a_backend_outage_is_waited_out_then_caught_up() -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_change_after_a_quiet_spell_is_announced_a_window_later_not_at_the_next_heartbeat() -> None:
+    # A heartbeat far off: the presence task sleeps until it unless a change wakes it.
+    service = RoomService(FakeBackend(), presence_window=WINDOW, presence_heartbeat=60.0)
+    await service.start()
+    try:
+        async with service.listen("r", user_id="watcher", presence=True) as watcher:
+            await next_note(watcher)
+            await asyncio.sleep(3 * WINDOW)  # every tick done: the task sleeps
+            started = time.monotonic()
+            async with service.listen("r", user_id="ann"):
+                assert changes(await next_note(watcher)) == (("ann",), ())
+            assert time.monotonic() - started < 20 * WINDOW  # not a heartbeat (60 s) later
+    finally:
+        await service.close()
