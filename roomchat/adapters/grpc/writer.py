@@ -30,11 +30,11 @@ from grpclib.protocol import Stream
 
 from roomchat.adapters.grpc.codec import grpc_frame
 from roomchat.adapters.grpc.connection import PolicedConnection
-from roomchat.adapters.http.flushing import flusher
+from roomchat.adapters.http.flushing import MarkedOnce, flusher
 from roomchat.core import EndReason, Listener
 
 
-class Direct:
+class Direct(MarkedOnce):
     """Writes one listener's pending messages on one HTTP/2 stream."""
 
     __slots__ = (
@@ -72,11 +72,6 @@ class Direct:
         if not batch:
             return held
         return held + b"".join([m.encode(grpc_frame) for m in batch])
-
-    def mark(self) -> None:
-        if not self._marked:
-            self._marked = True
-            self._flusher.add(self)
 
     def flush(self) -> None:
         self._marked = False

@@ -47,6 +47,22 @@ class Flusher:
                 stream.hang_up()
 
 
+class MarkedOnce:
+    """A stream's `mark` (its listener's `notify`): queue it for this turn's flush once.
+
+    Subclasses set `_marked` (False) and `_flusher`, and clear `_marked` in `flush`.
+    """
+
+    __slots__ = ("_flusher", "_marked")
+    _marked: bool
+    _flusher: Flusher
+
+    def mark(self) -> None:
+        if not self._marked:
+            self._marked = True
+            self._flusher.add(self)  # type: ignore[arg-type]  # the subclass is Flushable
+
+
 _per_loop: dict[tuple[asyncio.AbstractEventLoop, object], Any] = {}
 
 

@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from roomchat.adapters.http.flushing import flusher, one_per_loop
+from roomchat.adapters.http.flushing import MarkedOnce, flusher, one_per_loop
 from roomchat.core import EndReason, Listener, Manager, Message, to_json
 from roomchat.core.identity import Identity
 from roomchat.core.message import dumps
@@ -152,10 +152,10 @@ async def _until_disconnect(receive: Receive, listener: Listener) -> None:
     listener.end(EndReason.CLOSED)
 
 
-class _Direct:
+class _Direct(MarkedOnce):
     """The fast path of one stream: its listener's pending frames written straight to the socket."""
 
-    __slots__ = ("_clock", "_cycle", "_flusher", "_listener", "_marked", "_transport", "wrote")
+    __slots__ = ("_clock", "_cycle", "_listener", "_transport", "wrote")
 
     def __init__(self, listener: Listener, cycle: Any, clock: _Keepalive) -> None:
         self._listener = listener
@@ -187,11 +187,6 @@ class _Direct:
 
     def detach(self) -> None:
         self._clock.discard(self)
-
-    def mark(self) -> None:
-        if not self._marked:
-            self._marked = True
-            self._flusher.add(self)
 
     def flush(self) -> None:
         self._marked = False
