@@ -17,6 +17,7 @@ from grpclib.server import Stream
 
 from roomchat.adapters.grpc import codec
 from roomchat.adapters.grpc.writer import Direct, one_write
+from roomchat.adapters.http.identity import bearer
 from roomchat.core import BackendUnavailable, EndReason, Listener, Manager, ValidationError, to_json
 from roomchat.core.errors import Forbidden, Overloaded, RateLimited, RoomchatError, Unauthenticated
 from roomchat.core.identity import Identity
@@ -91,12 +92,8 @@ class RoomServicer:
 
     def _identify(self, stream: Call) -> Identity:
         """The caller: metadata `authorization: Bearer <token>`, and the peer's address."""
-        token = None
-        value = stream.metadata.get("authorization") if stream.metadata else None
-        if isinstance(value, str):
-            scheme, _, rest = value.strip().partition(" ")
-            if scheme.lower() == "bearer" and rest.strip():
-                token = rest.strip()
+        authorization = _metadata(stream, "authorization")
+        token = bearer(authorization) if authorization is not None else None
         peer = stream.peer.addr()
         return self._manager.identify(token, str(peer[0]) if peer else None)
 

@@ -21,14 +21,21 @@ QUERY = "access_token"
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+def bearer(authorization: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` value (HTTP header or gRPC metadata)."""
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def token_of(scope: Mapping[str, Any]) -> str | None:
     """`Authorization: Bearer <token>`, else the `roomchat_token` cookie, else `?access_token=`."""
     cookie_header = None
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").strip().partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return str(token.strip())
+            token = bearer(value.decode("latin-1"))
+            if token is not None:
+                return token
         elif name == b"cookie":
             cookie_header = value.decode("latin-1")
     if cookie_header:
