@@ -22,7 +22,7 @@ from roomchat.core.limits import Limits, StreamCounter
 from roomchat.core.listener import Counters, EndReason, Gap, Listener
 from roomchat.core.message import Message, id_key
 from roomchat.core.ports import Backend, Posted, RoomInfo, RoomPage, Stats
-from roomchat.core.presence import HEARTBEAT, WINDOW, Presence, RoomPresence, presence_store
+from roomchat.core.presence import HEARTBEAT, WINDOW, Presence, RoomPresence
 
 DEFAULT_BUFFER = 1024
 MAX_PAGE = 1000
@@ -56,8 +56,7 @@ class RoomService:
         self._counters = Counters()
         self._listeners: dict[str, int] = {}
         self._closing = False
-        store = presence_store(backend)
-        self._presence = Presence(store, window=presence_window, heartbeat=presence_heartbeat)
+        self._presence = Presence(backend, window=presence_window, heartbeat=presence_heartbeat)
 
     async def start(self) -> None:
         await self._backend.start(self)
@@ -211,7 +210,8 @@ class RoomService:
         (identity or self._anyone).check_read(room_id)
         elsewhere = (await self._presence.remote_listeners([room_id])).get(room_id, 0)
         listeners = self._local_listeners(room_id) + elsewhere
-        return RoomInfo(room_id, listeners, await self._backend.last_id(room_id))
+        newest = await self._backend.last_ids([room_id])
+        return RoomInfo(room_id, listeners, newest[room_id])
 
     async def presence(self, room_id: str, *, identity: Identity | None = None) -> RoomPresence:
         validation.room_id(room_id)
@@ -239,10 +239,11 @@ class RoomService:
         names = names[:limit]
         readable = [name for name in names if _may_read(who, name)]
         elsewhere = await self._presence.remote_listeners(readable)
-        infos = []
-        for name in readable:
-            listeners = self._local_listeners(name) + elsewhere.get(name, 0)
-            infos.append(RoomInfo(name, listeners, await self._backend.last_id(name)))
+        newest = await self._backend.last_ids(readable)
+        infos = [
+            RoomInfo(name, self._local_listeners(name) + elsewhere.get(name, 0), newest[name])
+            for name in readable
+        ]
         return RoomPage(infos, names[-1] if more else None)
 
     async def delete(self, room_id: str, *, identity: Identity | None = None) -> None:
