@@ -5,8 +5,10 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
+import os
 import re
 import sys
+from dataclasses import replace
 from typing import Annotated, NoReturn
 
 import typer
@@ -16,7 +18,7 @@ try:  # typer vendors click since 0.2x; older releases use click itself
 except ImportError:  # pragma: no cover
     from click import exceptions as click_errors  # type: ignore[no-redef]
 
-from roomchat import __version__, logs, startup
+from roomchat import __version__, configfile, logs, startup
 from roomchat.adapters import Adapter, AdapterSettings
 from roomchat.adapters.http.identity import trusted_networks
 from roomchat.adapters.registry import available
@@ -28,6 +30,7 @@ from roomchat.core.identity import Authenticator, OpenAuthenticator
 from roomchat.core.limits import Limits
 from roomchat.descriptors import Budget, raise_open_file_limit
 from roomchat.plugins import listing
+from roomchat.reload import Reloader
 from roomchat.runner import StartupError, run_forever
 from roomchat.supervisor import die_with_supervisor, one_per_core, supervise
 from roomchat.tokens import JwtAuthenticator, mint
@@ -57,6 +60,7 @@ def _env(name: str) -> str:
 
 @app.command()
 def serve(
+    ctx: typer.Context,
     all_: Annotated[
         bool, typer.Option("--all", envvar=_env("ALL"), help="Serve every adapter found.")
     ] = False,
@@ -199,6 +203,14 @@ def serve(
             help="Seconds between presence heartbeats; a dead process's users leave within about 4.",
         ),
     ] = 5.0,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            envvar=configfile.ENV,
+            metavar="FILE",
+            help="A TOML file whose [serve] table sets any of these options; flags and env win over it.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the chosen adapters (all of them by default) in one process, or in --workers N."""
     found = available()
@@ -214,8 +226,7 @@ def serve(
     ports = _parse_ports(port or [], names)
     authenticator = _authenticator(auth, jwt_key, jwt_issuer, jwt_audience, anonymous_read)
     origins = tuple(comma_list(cors_origin or []))
-    if not math.isfinite(rate):
-        raise typer.BadParameter("--rate takes a number of posts a second, 0 for no limit")
+    rate = _rate(rate)
     proxies = _trusted_proxies(trust_proxy or [])
     history_size = _size("--history-bytes", history_bytes)
     streams = _max_streams(max_streams)
@@ -253,6 +264,7 @@ def serve(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     adapters: dict[str, Adapter] = {}
+    adapter_settings: dict[str, AdapterSettings] = {}
     for name in names:
         try:
             factory = found[name].load()
@@ -268,16 +280,56 @@ def serve(
             trust_proxy=proxies,
             reuse_port=worker > 0,
         )
+        adapter_settings[name] = settings
         try:
             adapters[name] = factory(service, settings)
         except Exception as exc:
             _fail(f"adapter {name!r} failed to start: {exc}")
     startup.announce_choice(names, "--all" if all_ else "--adapter" if chosen else None)
     startup.log_settings(backend, history=history, max_text=max_text, buffer=buffer, keepalive=keepalive)
+
+    def parse(values: dict[str, object]) -> dict[str, object]:
+        args = _serve_args(sys.argv[1:]) or []
+        return dict(ctx.command.make_context("serve", args, default_map=values).params)
+
+    def apply(new: dict[str, object]) -> None:
+        authenticator = _authenticator(auth, _str(new["jwt_key"]), jwt_issuer, jwt_audience, anonymous_read)
+        origins = tuple(comma_list(_strs(new["cors_origin"])))
+        rate = _rate(_float(new["rate"]))
+        for name, adapter in adapters.items():
+            reconfigure = getattr(adapter, "reconfigure", None)  # optional: docs/plugins.md
+            if reconfigure is not None:
+                reconfigure(replace(adapter_settings[name], cors_origins=origins))
+        per_ip = _int(new["max_streams_per_ip"])
+        service.reconfigure(authenticator=authenticator, limits=Limits(rate, limits.max_streams, per_ip))
+
+    reload = Reloader(config, configfile.flag_types(serve), parse, apply, dict(ctx.params))
     try:
-        run_forever(service, adapters, lambda: _log_budget(fds, limits.max_streams))
+        run_forever(service, adapters, lambda: _log_budget(fds, limits.max_streams), reload)
     except (StartupError, BackendUnavailable) as exc:
         _fail(str(exc))
+
+
+def _rate(rate: float) -> float:
+    if not math.isfinite(rate):
+        raise typer.BadParameter("--rate takes a number of posts a second, 0 for no limit")
+    return rate
+
+
+def _str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _strs(value: object) -> list[str]:
+    return [str(item) for item in value] if isinstance(value, list | tuple) else []
+
+
+def _float(value: object) -> float:
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _int(value: object) -> int:
+    return int(value) if isinstance(value, int) else 0
 
 
 _UNSHARED = ("memory", "sqlite")  # backends whose rooms live in one process
@@ -404,6 +456,34 @@ def backends() -> None:
 app.command()(bench)
 
 
+_SECRETS = ("jwt_key",)  # masked by `roomchat config`
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def config(ctx: typer.Context) -> None:
+    """Print the settings `serve` would run with, given the same options, and where each comes from."""
+    group = ctx.parent
+    assert group is not None
+    serve_command = group.command.get_command(group, "serve")  # type: ignore[attr-defined]
+    path = configfile.path_in(ctx.args, os.environ)
+    parsed = serve_command.make_context("serve", list(ctx.args), default_map=ctx.default_map)
+    print("[serve]")
+    for flag, option in configfile.flag_types(serve).items():
+        name = option.name
+        value = parsed.params[name]
+        source = parsed.get_parameter_source(name)
+        where = {
+            "COMMANDLINE": "flag",
+            "ENVIRONMENT": f"env {_env(name.rstrip('_').upper())}",
+            "DEFAULT_MAP": f"file {path}",
+        }.get(source.name if source else "", "default")
+        if value is None or (isinstance(value, list | tuple) and not value):
+            print(f"# {flag} = (not set)  # {where}")
+            continue
+        shown = '"********"' if name in _SECRETS else configfile.toml_value(value)
+        print(f"{flag} = {shown}  # {where}")
+
+
 @app.command()
 def token(
     sub: Annotated[str, typer.Option("--sub", metavar="NAME", help="The user id (`sub` claim).")],
@@ -461,12 +541,38 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     raise SystemExit(code)
 
 
+_READS_THE_FILE = ("serve", "config")
+
+
+def _serve_args(argv: list[str]) -> list[str] | None:
+    """What follows `serve` (or `config`) in the command line; None for another command."""
+    for index, arg in enumerate(argv):
+        if not arg.startswith("-"):
+            return argv[index + 1 :] if arg in _READS_THE_FILE else None
+    return None
+
+
+def _file_defaults(argv: list[str]) -> dict[str, object] | None:
+    """`--config`'s (or ROOMCHAT_CONFIG's) [serve] table as the default map of `serve` and `config`."""
+    args = _serve_args(argv)
+    path = None if args is None else configfile.path_in(args, os.environ)
+    if path is None:
+        return None
+    try:
+        values = configfile.read(path, configfile.flag_types(serve))
+    except configfile.ConfigError as exc:
+        _fail(str(exc), 2)
+    return dict.fromkeys(_READS_THE_FILE, values)
+
+
 def main() -> None:
     """Entry point: usage errors are one line on stderr, never a traceback."""
     command = typer.main.get_command(app)
     startup.show_placeholders(command)
+    argv = sys.argv[1:]
+    default_map = _file_defaults(argv)
     try:
-        code = command.main(prog_name="roomchat", standalone_mode=False)
+        code = command.main(args=argv, prog_name="roomchat", standalone_mode=False, default_map=default_map)
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     except typer.Abort:

@@ -61,6 +61,17 @@ class RoomService:
     async def start(self) -> None:
         await self._backend.start(self)
 
+    def reconfigure(
+        self, *, authenticator: Authenticator | None = None, limits: Limits | None = None
+    ) -> None:
+        """Apply what a reload changed (contract: Configuration file). Open streams go on:
+        they keep the identity they opened with, and the new limits count them."""
+        if authenticator is not None:
+            self._auth = authenticator
+            self._anyone = authenticator.identify(None)
+        if limits is not None:
+            self.limits = self._streams.limits = limits
+
     async def close(self) -> None:
         """End every stream (SHUTDOWN) and release the backend."""
         self._closing = True
