@@ -29,6 +29,7 @@ from roomchat.core import BackendUnavailable, ValidationError, validation
 from roomchat.core.identity import Authenticator, OpenAuthenticator
 from roomchat.core.limits import Limits
 from roomchat.descriptors import Budget, raise_open_file_limit
+from roomchat.hooks import HttpPublishHook
 from roomchat.plugins import listing
 from roomchat.reload import Reloader
 from roomchat.runner import StartupError, run_forever
@@ -203,6 +204,38 @@ def serve(
             help="Seconds between presence heartbeats; a dead process's users leave within about 4.",
         ),
     ] = 5.0,
+    webhook_secret: Annotated[
+        str | None,
+        typer.Option(
+            envvar=_env("WEBHOOK_SECRET"),
+            metavar="SECRET",
+            help="Signs every request to --publish-hook (Roomchat-Signature).",
+        ),
+    ] = None,
+    publish_hook: Annotated[
+        str | None,
+        typer.Option(
+            envvar=_env("PUBLISH_HOOK"),
+            metavar="URL",
+            help="Asked before every post is stored: allow, rewrite or refuse (needs --webhook-secret).",
+        ),
+    ] = None,
+    publish_hook_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar=_env("PUBLISH_HOOK_TIMEOUT"),
+            min=0.001,
+            metavar="SECONDS",
+            help="How long a post waits for the hook; then 503, nothing stored.",
+        ),
+    ] = 2.0,
+    publish_hook_fail_open: Annotated[
+        bool,
+        typer.Option(
+            envvar=_env("PUBLISH_HOOK_FAIL_OPEN"),
+            help="Store the post when the hook gives no answer in time.",
+        ),
+    ] = False,
     config: Annotated[
         str | None,
         typer.Option(
@@ -227,6 +260,7 @@ def serve(
     authenticator = _authenticator(auth, jwt_key, jwt_issuer, jwt_audience, anonymous_read)
     origins = tuple(comma_list(cors_origin or []))
     rate = _rate(rate)
+    hook = _publish_hook(publish_hook, webhook_secret, publish_hook_timeout, publish_hook_fail_open)
     proxies = _trusted_proxies(trust_proxy or [])
     history_size = _size("--history-bytes", history_bytes)
     streams = _max_streams(max_streams)
@@ -259,6 +293,7 @@ def serve(
                 max_rooms=max_rooms,
                 history_bytes=history_size,
                 presence_heartbeat=presence_heartbeat,
+                publish_hook=hook,
             )
         )
     except ValueError as exc:
@@ -292,16 +327,24 @@ def serve(
         args = _serve_args(sys.argv[1:]) or []
         return dict(ctx.command.make_context("serve", args, default_map=values).params)
 
+    hooked = {"url": publish_hook}  # where the running publish hook posts
+
     def apply(new: dict[str, object]) -> None:
+        """Everything is built (and refused, with nothing changed) before anything is applied."""
         authenticator = _authenticator(auth, _str(new["jwt_key"]), jwt_issuer, jwt_audience, anonymous_read)
         origins = tuple(comma_list(_strs(new["cors_origin"])))
-        rate = _rate(_float(new["rate"]))
+        per_ip = _int(new["max_streams_per_ip"])
+        new_limits = Limits(_rate(_float(new["rate"])), limits.max_streams, per_ip)
+        hook_url = _str(new["publish_hook"])
+        new_hook = _publish_hook(hook_url, webhook_secret, publish_hook_timeout, publish_hook_fail_open)
         for name, adapter in adapters.items():
             reconfigure = getattr(adapter, "reconfigure", None)  # optional: docs/plugins.md
             if reconfigure is not None:
                 reconfigure(replace(adapter_settings[name], cors_origins=origins))
-        per_ip = _int(new["max_streams_per_ip"])
-        service.reconfigure(authenticator=authenticator, limits=Limits(rate, limits.max_streams, per_ip))
+        service.reconfigure(authenticator=authenticator, limits=new_limits)
+        if hook_url != hooked["url"]:
+            service.set_publish_hook(new_hook)
+            hooked["url"] = hook_url
 
     reload = Reloader(config, configfile.flag_types(serve), parse, apply, dict(ctx.params))
     try:
@@ -314,6 +357,19 @@ def _rate(rate: float) -> float:
     if not math.isfinite(rate):
         raise typer.BadParameter("--rate takes a number of posts a second, 0 for no limit")
     return rate
+
+
+def _publish_hook(
+    url: str | None, secret: str | None, timeout: float, fail_open: bool
+) -> HttpPublishHook | None:
+    if url is None:
+        return None
+    if not secret:
+        raise typer.BadParameter("--publish-hook needs --webhook-secret to sign its requests")
+    try:
+        return HttpPublishHook(url, secret, timeout, fail_open)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _str(value: object) -> str | None:
@@ -456,7 +512,7 @@ def backends() -> None:
 app.command()(bench)
 
 
-_SECRETS = ("jwt_key",)  # masked by `roomchat config`
+_SECRETS = ("jwt_key", "webhook_secret")  # masked by `roomchat config`
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping
 
 from roomchat import configfile
 
-# serve's parameters that a running process can take on (webhook and publish-hook join them as they land)
-RELOADABLE = frozenset({"jwt_key", "cors_origin", "rate", "max_streams_per_ip"})
+# serve's parameters that a running process can take on (webhook joins them as it lands)
+RELOADABLE = frozenset({"jwt_key", "cors_origin", "rate", "max_streams_per_ip", "publish_hook"})
 _NOT_SETTINGS = frozenset({"config", "worker"})
 
 log = logging.getLogger("roomchat")

@@ -61,6 +61,27 @@ class Posted:
 
 
 @dataclass(frozen=True, slots=True)
+class Verdict:
+    """The publish hook's answer: store the post (with `text` instead, when given) or refuse it."""
+
+    allow: bool
+    text: str | None = None
+    reason: str = ""
+
+
+class PublishHook(Protocol):
+    """Asked before a post is stored, on every transport (contract: Publish hook).
+
+    Raises HookUnavailable when it cannot answer in time; nothing is stored then.
+    `target` names the message an edit changes (None for a post).
+    """
+
+    async def check(self, room_id: str, user_id: str, text: str, target: str | None = None) -> Verdict: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
 class Stats:
     published: int
     delivered: int

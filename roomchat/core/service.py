@@ -12,6 +12,7 @@ from roomchat.core import validation
 from roomchat.core.broadcaster import Broadcaster
 from roomchat.core.errors import (
     BackendUnavailable,
+    Forbidden,
     RateLimited,
     RoomchatError,
     Unauthenticated,
@@ -21,12 +22,13 @@ from roomchat.core.identity import Authenticator, Identity, OpenAuthenticator
 from roomchat.core.limits import Limits, StreamCounter
 from roomchat.core.listener import Counters, EndReason, Gap, Listener
 from roomchat.core.message import Message, id_key
-from roomchat.core.ports import Backend, Posted, RoomInfo, RoomPage, Stats
+from roomchat.core.ports import Backend, Posted, PublishHook, RoomInfo, RoomPage, Stats
 from roomchat.core.presence import HEARTBEAT, WINDOW, Presence, RoomPresence
 
 DEFAULT_BUFFER = 1024
 MAX_PAGE = 1000
 DEFAULT_ROOM_PAGE = 100
+HOOK_GRACE = 30.0  # seconds a replaced publish hook stays open for the posts it is answering
 
 
 class RoomService:
@@ -42,6 +44,7 @@ class RoomService:
         limits: Limits | None = None,
         presence_heartbeat: float = HEARTBEAT,
         presence_window: float = WINDOW,
+        publish_hook: PublishHook | None = None,
     ) -> None:
         if buffer_size < 1:
             raise ValueError("buffer_size must be at least 1")
@@ -56,6 +59,8 @@ class RoomService:
         self._counters = Counters()
         self._listeners: dict[str, int] = {}
         self._closing = False
+        self._publish_hook = publish_hook
+        self._background: set[asyncio.Task[None]] = set()
         self._presence = Presence(backend, window=presence_window, heartbeat=presence_heartbeat)
 
     async def start(self) -> None:
@@ -72,6 +77,15 @@ class RoomService:
         if limits is not None:
             self.limits = self._streams.limits = limits
 
+    def set_publish_hook(self, hook: PublishHook | None) -> None:
+        """Ask `hook` (None: nothing) from the next post on. The one it replaces is closed
+        once the posts it is answering have had their time (HOOK_GRACE)."""
+        old, self._publish_hook = self._publish_hook, hook
+        if old is not None and old is not hook:
+            task = asyncio.get_running_loop().create_task(_close_later(old))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
     async def close(self) -> None:
         """End every stream (SHUTDOWN) and release the backend."""
         self._closing = True
@@ -79,6 +93,10 @@ class RoomService:
             room.end_all(EndReason.SHUTDOWN)
         await self._presence.close()
         await self._backend.close()
+        if self._publish_hook is not None:
+            await self._publish_hook.close()
+        for task in self._background:
+            task.cancel()
 
     # -- Manager -------------------------------------------------------------
 
@@ -160,7 +178,7 @@ class RoomService:
     async def submit(
         self, room_id: str, user_id: str | None, text: str, *, identity: Identity | None = None
     ) -> Message:
-        user = await self._admit(room_id, user_id, text, identity or self._anyone)
+        user, text = await self._admit(room_id, user_id, text, identity or self._anyone)
         message = await self._backend.publish(room_id, user, text)
         self._counters.published += 1
         return message
@@ -177,14 +195,15 @@ class RoomService:
         if key is None:
             return Posted(await self.submit(room_id, user_id, text, identity=identity))
         validation.idempotency_key(key)
-        user = await self._admit(room_id, user_id, text, identity or self._anyone)
+        user, text = await self._admit(room_id, user_id, text, identity or self._anyone)
         posted = await self._backend.publish_once(room_id, user, text, key)
         if not posted.replayed:
             self._counters.published += 1
         return posted
 
-    async def _admit(self, room_id: str, user_id: str | None, text: str, who: Identity) -> str:
-        """Check a post (rules, permission, rate); the userId it is made under."""
+    async def _admit(self, room_id: str, user_id: str | None, text: str, who: Identity) -> tuple[str, str]:
+        """Check a post (rules, permission, rate, the publish hook); the userId it is made
+        under and the text to store."""
         validation.room_id(room_id)
         who.check_post(room_id)
         user = validation.user_id(who.poster(user_id))
@@ -194,7 +213,14 @@ class RoomService:
             wait = await self._backend.spend(who.limit_key, limits.rate, limits.burst)
             if wait:
                 raise RateLimited(f"too many posts: at most {limits.rate:g} a second", wait)
-        return user
+        hook = self._publish_hook
+        if hook is not None:
+            verdict = await hook.check(room_id, user, text)
+            if not verdict.allow:
+                raise Forbidden(verdict.reason or "refused by the publish hook")
+            if verdict.text is not None:
+                text = validation.text(verdict.text, self._max_text)
+        return user, text
 
     async def history(
         self,
@@ -320,3 +346,8 @@ def _expire_at(listener: Listener, expires: float | None) -> asyncio.TimerHandle
     loop = asyncio.get_running_loop()
     delay = max(0.0, expires - time.time())
     return loop.call_later(delay, listener.end, EndReason.EXPIRED)
+
+
+async def _close_later(hook: PublishHook) -> None:
+    await asyncio.sleep(HOOK_GRACE)
+    await hook.close()
