@@ -60,7 +60,8 @@ class RoomService:
         self._listeners: dict[str, int] = {}
         self._closing = False
         self._publish_hook = publish_hook
-        self._background: set[asyncio.Task[None]] = set()
+        self._retired: set[PublishHook] = set()  # replaced hooks, closed HOOK_GRACE later
+        self._hooks_closing: set[asyncio.Task[None]] = set()
         self._presence = Presence(backend, window=presence_window, heartbeat=presence_heartbeat)
 
     async def start(self) -> None:
@@ -82,9 +83,15 @@ class RoomService:
         once the posts it is answering have had their time (HOOK_GRACE)."""
         old, self._publish_hook = self._publish_hook, hook
         if old is not None and old is not hook:
-            task = asyncio.get_running_loop().create_task(_close_later(old))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._retired.add(old)
+            asyncio.get_running_loop().call_later(HOOK_GRACE, self._close_retired, old)
+
+    def _close_retired(self, hook: PublishHook) -> None:
+        if hook in self._retired:  # not closed with the service meanwhile
+            self._retired.discard(hook)
+            task = asyncio.get_running_loop().create_task(hook.close())
+            self._hooks_closing.add(task)
+            task.add_done_callback(self._hooks_closing.discard)
 
     async def close(self) -> None:
         """End every stream (SHUTDOWN) and release the backend."""
@@ -93,10 +100,10 @@ class RoomService:
             room.end_all(EndReason.SHUTDOWN)
         await self._presence.close()
         await self._backend.close()
-        if self._publish_hook is not None:
-            await self._publish_hook.close()
-        for task in self._background:
-            task.cancel()
+        for hook in [self._publish_hook, *self._retired]:
+            if hook is not None:
+                await hook.close()
+        self._retired.clear()
 
     # -- Manager -------------------------------------------------------------
 
@@ -347,7 +354,3 @@ def _expire_at(listener: Listener, expires: float | None) -> asyncio.TimerHandle
     delay = max(0.0, expires - time.time())
     return loop.call_later(delay, listener.end, EndReason.EXPIRED)
 
-
-async def _close_later(hook: PublishHook) -> None:
-    await asyncio.sleep(HOOK_GRACE)
-    await hook.close()
