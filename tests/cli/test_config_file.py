@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import select
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +17,7 @@ from roomchat.tokens import mint
 from tests.adapters.grpc.client import read, room_stub
 from tests.backends.redis_server import RedisServer, redis_server
 from tests.cli.test_serve import _one_line_error, run_cli
-from tests.support import Process, roomchat_process, stream
+from tests.support import Log, Process, roomchat_process, stream
 from tests.ws_client import ws_connect
 
 KEY_A = "the-first-secret-of-at-least-32-bytes"
@@ -41,34 +38,6 @@ def _settings(out: subprocess.CompletedProcess[str]) -> dict[str, str]:
         for line in out.stdout.splitlines()
         if " = " in line and not line.startswith("#")
     }
-
-
-class Log:
-    """A server's stderr, read line by line as it comes."""
-
-    def __init__(self, server: Process) -> None:
-        assert server.proc.stderr is not None
-        self._fd = server.proc.stderr.fileno()
-        self._lines: list[str] = []  # read, not yet matched
-        self._pending = b""
-
-    def wait_for(self, *words: str, timeout: float = 10.0) -> str:
-        """The next line holding every word; fails at the deadline."""
-        deadline = time.monotonic() + timeout
-        seen: list[str] = []
-        while True:
-            while self._lines:
-                line = self._lines.pop(0)
-                seen.append(line)
-                if all(word in line for word in words):
-                    return line
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([self._fd], [], [], max(0.0, left))
-            chunk = os.read(self._fd, 65536) if ready else b""
-            if not chunk:
-                raise AssertionError(f"no log line with {words} within {timeout} s; saw: {seen}")
-            *lines, self._pending = (self._pending + chunk).split(b"\n")
-            self._lines += [raw.decode(errors="replace") for raw in lines]
 
 
 # -- precedence and errors ------------------------------------------------------------

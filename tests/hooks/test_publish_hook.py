@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from roomchat.adapters.grpc.generated import message_pb2 as pb
 from roomchat.hooks import SIGNATURE_HEADER, verify
 from tests.adapters.grpc.client import room_stub
 from tests.hooks.receiver import Receiver, allow, hang, receiver, refuse, serving, status
-from tests.support import Process, roomchat_process
+from tests.support import Log, Process, roomchat_process
 from tests.ws_client import ws_connect
 
 SECRET = "the-app-and-roomchat-share-this"
@@ -165,3 +166,20 @@ async def test_the_receiver_in_the_docs_works_as_written(tmp_path: Path) -> None
     assert (refused.status_code, refused.json()["message"]) == (403, "mind your language")
     assert rewritten.json()["message"]["text"] == "see hxxp://x.example"
     assert unsigned.status_code == 503  # the receiver refused a request signed with another secret
+
+
+async def test_sighup_points_posts_at_a_new_hook_without_a_restart(tmp_path: Path) -> None:
+    config = tmp_path / "roomchat.toml"
+    async with receiver(refuse("old hook")) as old, receiver(allow("new hook")) as new:
+        settings = f'[serve]\nadapter = ["rest"]\nport = ["rest=0"]\nwebhook-secret = "{SECRET}"\n'
+        settings += "publish-hook-timeout = 10\n"  # a loaded machine must not turn a refusal into a 503
+        config.write_text(settings + f'publish-hook = "{old.url}"\n')
+        with roomchat_process("--config", str(config)) as server:
+            async with httpx.AsyncClient(base_url=server.urls["rest"], timeout=10) as client:
+                before = await client.post("/api/room/r", json={"userId": "ann", "text": "hi"})
+                config.write_text(settings + f'publish-hook = "{new.url}"\n')
+                server.proc.send_signal(signal.SIGHUP)
+                Log(server).wait_for("reloaded", "--publish-hook")
+                after = await client.post("/api/room/r", json={"userId": "ann", "text": "hi"})
+    assert (before.status_code, before.json()["message"]) == (403, "old hook")
+    assert after.status_code == 201 and after.json()["message"]["text"] == "new hook"
