@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import time
 from asyncio import BaseTransport, Transport
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from grpclib.config import Configuration
-from grpclib.protocol import Connection, EventsProcessor, H2Protocol, _set_nodelay
+from grpclib.protocol import Connection, EventsProcessor, H2Protocol, Stream, _set_nodelay
 from grpclib.server import Handler
 from h2.config import H2Configuration
 from h2.connection import H2Connection
@@ -93,6 +94,33 @@ class Connections:
         for protocol in list(self.open):
             protocol.go_away(ErrorCodes.NO_ERROR)
             protocol.transport.close()
+
+
+class ReleasingHandler(Handler):
+    """grpclib's handler, releasing every stream, also one cancelled before its task ran.
+
+    grpclib releases a stream (forgets it, and acknowledges the flow-controlled bytes
+    its request left unread) in its request task's `finally`. A client that sends
+    HEADERS, DATA and RST_STREAM in one read gets that task cancelled before it starts,
+    so the `finally` never runs: each such stream leaked its DATA's share of the
+    connection's receive window until the connection carried no data at all (grpclib
+    issue #217), and its entry in the connection's streams. The task's done callback
+    releases what the task did not.
+    """
+
+    def accept(
+        self, stream: Stream, headers: list[tuple[str, str]], release_stream: Callable[[], Any]
+    ) -> None:
+        released = False
+
+        def release_once() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                release_stream()
+
+        super().accept(stream, headers, release_once)
+        self._tasks[stream].add_done_callback(lambda _: release_once())
 
 
 class ServerProtocol(H2Protocol):
