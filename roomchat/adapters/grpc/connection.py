@@ -23,6 +23,7 @@ and `data_received` follow grpclib's own, with the additions above.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from asyncio import BaseTransport, Transport
 from collections.abc import Callable
@@ -38,6 +39,8 @@ from h2.errors import ErrorCodes
 from h2.events import PingReceived, StreamReset
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
+
+from roomchat.adapters.grpc.frames import FRAME_TOO_LARGE, FrameMeter
 
 
 @dataclass(frozen=True)
@@ -62,10 +65,11 @@ class PolicedConnection(Connection):
     """grpclib's connection state, with the client's ping strikes.
 
     Anything the server sends on a stream (headers, data) clears them; the fast
-    path of `roomchat.adapters.grpc.writer` clears `ping_strikes` itself.
+    path of `roomchat.adapters.grpc.writer` calls `sent_data` itself.
     """
 
     ping_strikes = 0
+    data_frames = 0  # DATA frames sent: each allows the client WINDOW_UPDATEs (frames.py)
     last_ping_received: float | None = None
     resets = 0  # streams the client cancelled since `resets_since`
     resets_since = 0.0
@@ -76,7 +80,12 @@ class PolicedConnection(Connection):
 
     def data_send_process(self) -> None:
         super().data_send_process()
+        self.sent_data()
+
+    def sent_data(self) -> None:
+        """A DATA frame went out (through grpclib, or the fast path of writer.py)."""
         self.ping_strikes = 0
+        self.data_frames += 1
 
 
 class Connections:
@@ -135,6 +144,10 @@ class ServerProtocol(H2Protocol):
         super().__init__(handler, config, h2_config)
         self._connections = connections
         self._refused = False
+        self._gone = False  # past a budget, or a protocol error: what arrives is not decoded
+        self._meter = FrameMeter()
+        self._pending = bytearray()  # received, not decoded yet: a frame's tail, or the next turn's share
+        self._waiting = False  # for the next turn, reading paused
 
     def connection_made(self, transport: BaseTransport) -> None:
         self.transport = cast(Transport, transport)
@@ -167,11 +180,47 @@ class ServerProtocol(H2Protocol):
         self.processor = EventsProcessor(self.handler, self.connection)
 
     def data_received(self, data: bytes) -> None:
-        if self._refused:
+        if self._refused or self._gone:
             return
+        if self._pending:  # the tail of a frame from the last read
+            self._pending += data
+            data = bytes(self._pending)
+            self._pending.clear()
+        self._decode(data)
+
+    def _decode(self, data: bytes) -> None:
+        """Decodes this turn's share of `data` (frames.FrameMeter); keeps the rest, pausing
+        reading until the next turn if whole frames are left."""
+        end, more, reason = self._meter.cut(data, self.connection._connection, self.connection.data_frames)
+        if end:
+            self._feed(data if end == len(data) else data[:end])
+        if reason is not None:
+            code = ErrorCodes.FRAME_SIZE_ERROR if reason == FRAME_TOO_LARGE else ErrorCodes.ENHANCE_YOUR_CALM
+            self._hang_up(code, reason)
+            return
+        if end < len(data) and not self._gone:
+            self._pending += data[end:]
+            if more:
+                self._waiting = True
+                self.transport.pause_reading()
+                asyncio.get_running_loop().call_soon(self._next_turn)
+
+    def _next_turn(self) -> None:
+        self._waiting = False
+        if self._gone or self.transport.is_closing():
+            return
+        data = bytes(self._pending)
+        self._pending.clear()
+        self._decode(data)
+        if not self._waiting and not self._gone:
+            self.transport.resume_reading()
+
+    def _feed(self, data: bytes) -> None:
         try:
             events = self.connection.feed(data)
         except ProtocolError:
+            self.connection.flush()  # h2's GOAWAY, so the client learns why
+            self._gone = True
             self.processor.close("Protocol error")
             return
         for event in events:
@@ -184,6 +233,13 @@ class ServerProtocol(H2Protocol):
             self.processor.process(event)
         self.connection.flush()
 
+    def _hang_up(self, code: ErrorCodes, reason: bytes) -> None:
+        """GOAWAY with `reason`, then close; nothing more the client sends is decoded."""
+        self._gone = True
+        self._pending.clear()
+        self.go_away(code, reason)
+        self.transport.close()
+
     def _too_many_pings(self) -> bool:
         connection = self.connection
         now = time.monotonic()
@@ -193,8 +249,7 @@ class ServerProtocol(H2Protocol):
             connection.ping_strikes += 1
             if connection.ping_strikes > pings.max_strikes:
                 connection._connection.data_to_send()  # drop the ACK h2 queued for this ping
-                self.go_away(ErrorCodes.ENHANCE_YOUR_CALM, b"too_many_pings")
-                self.transport.close()
+                self._hang_up(ErrorCodes.ENHANCE_YOUR_CALM, b"too_many_pings")
                 return True
         return False
 
@@ -206,8 +261,7 @@ class ServerProtocol(H2Protocol):
         connection.resets += 1
         if connection.resets <= self._connections.limits.resets:
             return False
-        self.go_away(ErrorCodes.ENHANCE_YOUR_CALM, b"too_many_resets")
-        self.transport.close()
+        self._hang_up(ErrorCodes.ENHANCE_YOUR_CALM, b"too_many_resets")
         return True
 
     def go_away(self, code: ErrorCodes, debug: bytes | None = None) -> None:

@@ -25,8 +25,8 @@ from tests.adapters.grpc.raw import (
 from tests.support import serve
 
 CHUNK = 16_000  # a DATA frame's payload, under the 16 KiB frame size
-PER_STREAM = 4 * CHUNK  # under the stream's initial window (65,535) before SETTINGS are read
-STREAMS = 80  # 5 MB in all: more than the server's 4 MiB connection window; resets stay under 100/s
+PER_STREAM = 3 * CHUNK  # a request's DATA: under what the server decodes in one turn (64 KiB)
+STREAMS = 95  # 4.56 MB in all: more than the server's 4 MiB connection window; resets under 100/s
 
 
 class Window:
@@ -35,45 +35,49 @@ class Window:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.size = 65_535
+        self.answers: set[int] = set()  # streams the server has sent response headers on
 
     def take(self, size: int) -> None:
         """Waits (the socket's 5 s timeout) until the server has opened the window for `size`."""
         while self.size < size:
-            kind, _, payload = next_frame_on(self.sock)
-            if kind == WINDOW_UPDATE:
-                self.size += struct.unpack(">I", payload[:4])[0] & 0x7FFFFFFF
+            self._next()
         self.size -= size
 
+    def answered(self, stream: int) -> None:
+        while stream not in self.answers:
+            self._next()
 
-def next_frame_on(sock: socket.socket) -> tuple[int, int, bytes]:
-    """next_frame, keeping only connection-level WINDOW_UPDATEs (stream ones have stream ids)."""
-    head = sock.recv(9, socket.MSG_PEEK | socket.MSG_WAITALL)
-    kind, flags, payload = next_frame(sock)
-    stream = struct.unpack(">I", head[5:9])[0]
-    return (kind if stream == 0 else -1), flags, payload
+    def _next(self) -> None:
+        head = self.sock.recv(9, socket.MSG_PEEK | socket.MSG_WAITALL)
+        stream = struct.unpack(">I", head[5:9])[0] & 0x7FFFFFFF
+        kind, _, payload = next_frame(self.sock)
+        if kind == WINDOW_UPDATE and stream == 0:
+            self.size += struct.unpack(">I", payload[:4])[0] & 0x7FFFFFFF
+        elif kind == HEADERS:
+            self.answers.add(stream)
 
 
 def cancel_with_data_unread(url: str) -> bool:
-    """Sends STREAMS requests, each HEADERS, DATA and RST_STREAM in one write, as a client
-    honouring flow control; then a GetRoom on the same connection: True if answered."""
+    """STREAMS times, in one write: a request's HEADERS and DATA, its RST_STREAM, and a
+    GetRoom, whose answer the client waits for (so each write is one read of the server's).
+    A client honouring flow control: True if every GetRoom was answered."""
     headers = request_headers("/message.Room/GetRoom")
+    # One request message whose length prefix says it ends with the last DATA frame, so the
+    # server waits for all of it (it does not answer, and close the stream, before the reset).
+    message = b"\0" + struct.pack(">I", PER_STREAM - 5) + b"\0" * (PER_STREAM - 5)
+    parts = [message[i : i + CHUNK] for i in range(0, PER_STREAM, CHUNK)]
+    get_room = framed(pb.RoomRequest(roomId="r").SerializeToString())
     with connect(url) as sock:
         window = Window(sock)
         for n in range(STREAMS):
-            stream = 2 * n + 1
-            window.take(PER_STREAM)
-            body = b"".join(frame(DATA, 0, stream, b"\0" * CHUNK) for _ in range(PER_STREAM // CHUNK))
-            cancel = frame(RST_STREAM, 0, stream, struct.pack(">I", 8))  # CANCEL
-            sock.sendall(frame(HEADERS, END_HEADERS, stream, headers) + body + cancel)
-        last = 2 * STREAMS + 1
-        request = framed(pb.RoomRequest(roomId="r").SerializeToString())
-        window.take(len(request))
-        sock.sendall(frame(HEADERS, END_HEADERS, last, headers) + frame(DATA, END_STREAM, last, request))
-        while True:
-            head = sock.recv(9, socket.MSG_PEEK | socket.MSG_WAITALL)
-            kind, _, _ = next_frame(sock)
-            if kind == HEADERS and struct.unpack(">I", head[5:9])[0] == last:
-                return True
+            cancelled, asked = 4 * n + 1, 4 * n + 3
+            window.take(PER_STREAM + len(get_room))
+            body = b"".join(frame(DATA, 0, cancelled, part) for part in parts)
+            cancel = frame(RST_STREAM, 0, cancelled, struct.pack(">I", 8))  # CANCEL
+            ask = frame(HEADERS, END_HEADERS, asked, headers) + frame(DATA, END_STREAM, asked, get_room)
+            sock.sendall(frame(HEADERS, END_HEADERS, cancelled, headers) + body + cancel + ask)
+            window.answered(asked)
+    return True
 
 
 async def test_streams_cancelled_with_their_data_unread_do_not_use_up_the_window() -> None:
