@@ -36,7 +36,7 @@ from grpclib.server import Handler
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
-from h2.events import PingReceived, StreamReset
+from h2.events import PingReceived, StreamReset, UnknownFrameReceived
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
 
@@ -115,11 +115,18 @@ class ReleasingHandler(Handler):
     connection's receive window until the connection carried no data at all (grpclib
     issue #217), and its entry in the connection's streams. The task's done callback
     releases what the task did not.
+
+    A request without `:method` or `:path` is refused with RST_STREAM before grpclib sees it.
     """
 
     def accept(
         self, stream: Stream, headers: list[tuple[str, str]], release_stream: Callable[[], Any]
     ) -> None:
+        if not _is_request(headers):
+            # grpclib would log a traceback for it (a line of log per frame a client sends).
+            stream.reset_nowait(ErrorCodes.PROTOCOL_ERROR)
+            release_stream()
+            return
         released = False
 
         def release_once() -> None:
@@ -130,6 +137,12 @@ class ReleasingHandler(Handler):
 
         super().accept(stream, headers, release_once)
         self._tasks[stream].add_done_callback(lambda _: release_once())
+
+
+def _is_request(headers: list[tuple[str, str]]) -> bool:
+    """Whether the header block has what grpclib reads without checking (h2 validates none)."""
+    names = [name for name, _ in headers if name[:1] == ":"]
+    return ":method" in names and ":path" in names
 
 
 class ServerProtocol(H2Protocol):
@@ -230,7 +243,8 @@ class ServerProtocol(H2Protocol):
                 return
         self.connection.flush()
         for event in events:
-            self.processor.process(event)
+            if type(event) is not UnknownFrameReceived:  # grpclib raises on it; HTTP/2 ignores it
+                self.processor.process(event)
         self.connection.flush()
 
     def _hang_up(self, code: ErrorCodes, reason: bytes) -> None:
