@@ -63,7 +63,8 @@ FLOODS: dict[str, tuple[bytes, bytes, bytes]] = {
     "settings": (b"", frame(SETTINGS, 0, 0, struct.pack(">HI", 4, 65_535) * 100) * (CHUNK // 10),
                  b"too_many_settings"),
     "settings_ack": (b"", frame(SETTINGS, ACK, 0, b"") * CHUNK, b"too_many_settings"),
-    "window_update": (b"", frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 1)) * CHUNK, b"too_many_window_updates"),
+    "window_update": (b"", frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 1)) * CHUNK,
+                      b"too_many_window_updates"),
     "priority": (b"", frame(PRIORITY, 0, 3, struct.pack(">IB", 0, 15)) * CHUNK, b"too_many_priority_frames"),
     "empty_data": (_stream_room, frame(DATA, 0, 1, b"") * CHUNK, b"too_many_empty_frames"),
     "one_byte_data": (_stream_room, frame(DATA, 0, 1, b"x") * CHUNK, b"too_many_empty_frames"),
@@ -73,7 +74,8 @@ FLOODS: dict[str, tuple[bytes, bytes, bytes]] = {
     "headers_on_a_closed_stream": (_cancelled,
                                    frame(HEADERS, END_HEADERS, 1, request_headers("/x/y")) * CHUNK,
                                    b"too_many_closed_stream_frames"),
-    "data_on_a_closed_stream": (_cancelled, frame(DATA, 0, 1, b"x" * 100) * CHUNK, b"too_many_closed_stream_frames"),
+    "data_on_a_closed_stream": (_cancelled, frame(DATA, 0, 1, b"x" * 100) * CHUNK,
+                                b"too_many_closed_stream_frames"),
     "ping_ack": (b"", frame(PING, ACK, 0, b"\0" * 8) * CHUNK, b"too_many_control_frames"),
     "unknown_type": (b"", frame(0x20, 0, 0, b"\0" * 8) * CHUNK, b"too_many_control_frames"),
 }  # fmt: skip
@@ -128,9 +130,10 @@ class Probe:
 
     async def run(self, ready: asyncio.Event, done: threading.Event) -> None:
         """Answers once connected; then probes until `done`, and once more."""
-        async with httpx.AsyncClient(base_url=self.server.urls["rest"]) as http, room_stub(
-            self.server.urls["grpc"]
-        ) as stub:
+        async with (
+            httpx.AsyncClient(base_url=self.server.urls["rest"]) as http,
+            room_stub(self.server.urls["grpc"]) as stub,
+        ):
             await http.get("/healthz")  # connections made before the flood
             await stub.GetRoom(pb.RoomRequest(roomId="probe"))
             ready.set()
@@ -145,12 +148,15 @@ class Probe:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Process]:
-    with roomchat_process("--adapter", "grpc", "--adapter", "rest", "--port", "grpc=0,rest=0", expect=2) as running:
+    args = ("--adapter", "grpc", "--adapter", "rest", "--port", "grpc=0,rest=0")
+    with roomchat_process(*args, expect=2) as running:
         yield running
 
 
 @pytest.mark.parametrize("kind", FLOODS)
-async def test_a_frame_flood_gets_goaway_while_others_are_answered_in_time(server: Process, kind: str) -> None:
+async def test_a_frame_flood_gets_goaway_while_others_are_answered_in_time(
+    server: Process, kind: str
+) -> None:
     opening, chunk, reason = FLOODS[kind]
     rss = psutil.Process(server.proc.pid)
     before = rss.memory_info().rss
