@@ -159,8 +159,9 @@ class ServerProtocol(H2Protocol):
         self._refused = False
         self._gone = False  # past a budget, or a protocol error: what arrives is not decoded
         self._meter = FrameMeter()
-        self._pending = bytearray()  # received, not decoded yet: a frame's tail, or the next turn's share
-        self._waiting = False  # for the next turn, reading paused
+        self._tail = b""  # the beginning of a frame, waiting for the next read
+        self._left = b""  # a read whose rest (from `_left_from`) waits for the next turn, reading paused
+        self._left_from = 0
 
     def connection_made(self, transport: BaseTransport) -> None:
         self.transport = cast(Transport, transport)
@@ -195,42 +196,40 @@ class ServerProtocol(H2Protocol):
     def data_received(self, data: bytes) -> None:
         if self._refused or self._gone:
             return
-        if self._pending:  # the tail of a frame from the last read
-            self._pending += data
-            data = bytes(self._pending)
-            self._pending.clear()
-        self._decode(data)
+        if self._tail:  # a frame begun in the last read
+            data, self._tail = self._tail + data, b""
+        self._decode(data, 0)
 
-    def _decode(self, data: bytes) -> None:
-        """Decodes this turn's share of `data` (frames.FrameMeter); keeps the rest, pausing
-        reading until the next turn if whole frames are left."""
-        end, more, reason = self._meter.cut(data, self.connection._connection, self.connection.data_frames)
-        if end:
-            self._feed(data if end == len(data) else data[:end])
+    def _decode(self, data: bytes, start: int) -> None:
+        """Decodes this turn's share of `data` from `start` (frames.FrameMeter); pauses reading
+        until the next turn if whole frames are left, and keeps a frame's beginning."""
+        h2 = self.connection._connection
+        end, more, reason = self._meter.cut(data, start, h2, self.connection.data_frames)
+        if end > start:
+            self._feed(data if start == 0 and end == len(data) else memoryview(data)[start:end])
         if reason is not None:
             code = ErrorCodes.FRAME_SIZE_ERROR if reason == FRAME_TOO_LARGE else ErrorCodes.ENHANCE_YOUR_CALM
             self._hang_up(code, reason)
+        elif self._gone or end == len(data):
             return
-        if end < len(data) and not self._gone:
-            self._pending += data[end:]
-            if more:
-                self._waiting = True
-                self.transport.pause_reading()
-                asyncio.get_running_loop().call_soon(self._next_turn)
+        elif more:
+            self._left, self._left_from = data, end  # no copy: a read may hold thousands of turns
+            self.transport.pause_reading()
+            asyncio.get_running_loop().call_soon(self._next_turn)
+        else:
+            self._tail = data[end:]
 
     def _next_turn(self) -> None:
-        self._waiting = False
+        data, start, self._left = self._left, self._left_from, b""
         if self._gone or self.transport.is_closing():
             return
-        data = bytes(self._pending)
-        self._pending.clear()
-        self._decode(data)
-        if not self._waiting and not self._gone:
+        self._decode(data, start)
+        if not self._left and not self._gone:
             self.transport.resume_reading()
 
-    def _feed(self, data: bytes) -> None:
+    def _feed(self, data: bytes | memoryview) -> None:
         try:
-            events = self.connection.feed(data)
+            events = self.connection.feed(cast(bytes, data))  # h2 takes any buffer
         except ProtocolError:
             self.connection.flush()  # h2's GOAWAY, so the client learns why
             self._gone = True
@@ -250,7 +249,7 @@ class ServerProtocol(H2Protocol):
     def _hang_up(self, code: ErrorCodes, reason: bytes) -> None:
         """GOAWAY with `reason`, then close; nothing more the client sends is decoded."""
         self._gone = True
-        self._pending.clear()
+        self._tail = self._left = b""
         self.go_away(code, reason)
         self.transport.close()
 

@@ -27,7 +27,7 @@ from h2.connection import H2Connection
 FRAME_HEADER: Final = 9
 PREFACE: Final = 24  # b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", before the first frame
 
-FRAMES_PER_TURN: Final = 256
+FRAMES_PER_TURN: Final = 64
 BYTES_PER_TURN: Final = 64 * 1024
 STREAMS_PER_TURN: Final = 32
 
@@ -74,9 +74,12 @@ class FrameMeter:
         self._continuations = 0
         self._data_frames = 0  # DATA frames sent, at the last decode
 
-    def cut(self, data: bytes, h2: H2Connection, data_frames: int) -> tuple[int, bool, bytes | None]:
-        """How many bytes of `data` (whole frames) to decode now; whether whole frames are left
-        for the next turn; and the GOAWAY reason if the client is past a budget.
+    def cut(
+        self, data: bytes, start: int, h2: H2Connection, data_frames: int
+    ) -> tuple[int, bool, bytes | None]:
+        """Where to stop decoding `data` from `start` this turn (after whole frames); whether
+        whole frames are left for the next turn; and the GOAWAY reason if the client is past
+        a budget.
 
         `data_frames`: how many DATA frames the server has sent on the connection so far.
         """
@@ -91,10 +94,12 @@ class FrameMeter:
             counts[WINDOW_UPDATES] -= WINDOW_CREDIT * (data_frames - self._data_frames)
             self._data_frames = data_frames
         size = len(data)
-        pos = 0
+        pos = start
         if self._preface:
-            pos = min(self._preface, size)
-            self._preface -= pos
+            skipped = min(self._preface, size - pos)
+            self._preface -= skipped
+            pos += skipped
+        stop = pos + BYTES_PER_TURN
         frames = streams = 0
         highest = h2.highest_inbound_stream_id  # streams above it are opened by this read
         while pos + FRAME_HEADER <= size:
@@ -126,7 +131,7 @@ class FrameMeter:
                     return pos, False, REASONS[useless]
             pos = end
             frames += 1
-            if frames >= FRAMES_PER_TURN or streams >= STREAMS_PER_TURN or pos >= BYTES_PER_TURN:
+            if frames >= FRAMES_PER_TURN or streams >= STREAMS_PER_TURN or pos >= stop:
                 return pos, pos + FRAME_HEADER <= size, None
         return pos, False, None
 
