@@ -15,10 +15,17 @@ server needs and grpclib does not do:
   is closed. Each stream costs a task, an identity and a subscription before
   its reset arrives, so without it one connection opening and cancelling
   streams as fast as it can (HTTP/2 "rapid reset") stalls the whole server;
+- budgets of frames that do no work, and a bound on what one connection
+  decodes in one turn of the event loop (`roomchat.adapters.grpc.frames`);
+  past a budget, GOAWAY ENHANCE_YOUR_CALM with the budget's reason;
+- the release of a stream cancelled before its task ran (`ReleasingHandler`);
 - GOAWAY to every connection when the server has stopped.
 
 Written against grpclib 0.4 (`pyproject.toml` pins it below 0.5): `connection_made`
-and `data_received` follow grpclib's own, with the additions above.
+and `data_received` follow grpclib's own, with the additions above. Private names
+used: grpclib's `_set_nodelay`, `Connection._connection` (the H2Connection),
+`Handler._tasks`; h2's `H2Connection.streams`, `highest_inbound_stream_id`,
+`max_inbound_frame_size` and `outbound_flow_control_window` (frames.py, writer.py).
 """
 
 from __future__ import annotations
@@ -195,6 +202,9 @@ class ServerProtocol(H2Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._refused or self._gone:
+            return
+        if self._left:  # a transport that reads on while paused (TLS may): after what waits
+            self._left, self._left_from = self._left[self._left_from :] + data, 0
             return
         if self._tail:  # a frame begun in the last read
             data, self._tail = self._tail + data, b""
