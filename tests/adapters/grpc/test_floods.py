@@ -36,6 +36,7 @@ from tests.adapters.grpc.raw import (
     connect,
     frame,
     framed,
+    next_frame,
     request_headers,
 )
 from tests.support import Process, roomchat_process
@@ -176,3 +177,47 @@ async def test_a_frame_flood_gets_goaway_while_others_are_answered_in_time(
     assert goaway == ENHANCE_YOUR_CALM + reason
     assert probe.answers > 0 and probe.worst < PROBE_DEADLINE, f"worst answer {probe.worst * 1000:.0f} ms"
     assert rss.memory_info().rss - before < RSS_GROWTH
+
+
+REQUESTS = 300  # in one write, under the 1,000 rpcs a connection may have in flight
+
+
+def pipelined(url: str, rounds: int) -> int:
+    """`rounds` times: REQUESTS GetRoom calls in one write, then every answer read. Answers
+    how many calls were answered (their trailers, with END_STREAM, came)."""
+    request = framed(pb.RoomRequest(roomId="pipelined").SerializeToString())
+    headers = request_headers("/message.Room/GetRoom")
+    answered = 0
+    with connect(url) as sock:
+        for r in range(rounds):
+            ids = range(2 * r * REQUESTS + 1, 2 * (r + 1) * REQUESTS + 1, 2)
+            sock.sendall(
+                b"".join(
+                    frame(HEADERS, END_HEADERS, n, headers) + frame(DATA, END_STREAM, n, request) for n in ids
+                )
+            )
+            ended = 0
+            while ended < REQUESTS:
+                kind, flags, _ = next_frame(sock)
+                ended += kind == HEADERS and bool(flags & END_STREAM)
+            answered += ended
+    return answered
+
+
+async def test_many_requests_in_one_write_are_decoded_in_turns_while_others_are_answered(
+    server: Process,
+) -> None:
+    ready, done = asyncio.Event(), threading.Event()
+    probe = Probe(server)
+    probing = asyncio.ensure_future(probe.run(ready, done))
+    await asyncio.wait_for(ready.wait(), 10)
+
+    def attack() -> int:
+        try:
+            return pipelined(server.urls["grpc"], 2)
+        finally:
+            done.set()
+
+    assert await asyncio.to_thread(attack) == 2 * REQUESTS
+    await probing
+    assert probe.answers > 0 and probe.worst < PROBE_DEADLINE, f"worst answer {probe.worst * 1000:.0f} ms"
