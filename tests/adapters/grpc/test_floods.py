@@ -39,7 +39,7 @@ from tests.adapters.grpc.raw import (
     next_frame,
     request_headers,
 )
-from tests.support import Process, roomchat_process
+from tests.support import Process, roomchat_process, serve
 
 ENHANCE_YOUR_CALM = struct.pack(">I", 0xB)
 FRAMES = 300_000  # sent at most, in chunks; the flood of the issue was 600,000 empty DATA frames
@@ -221,3 +221,19 @@ async def test_many_requests_in_one_write_are_decoded_in_turns_while_others_are_
     assert await asyncio.to_thread(attack) == 2 * REQUESTS
     await probing
     assert probe.answers > 0 and probe.worst < PROBE_DEADLINE, f"worst answer {probe.worst * 1000:.0f} ms"
+
+
+def _oversized_frame(url: str) -> bytes | None:
+    """A DATA frame header announcing 16 MiB, and nothing after it: the GOAWAY, if one comes."""
+    received = bytearray()
+    with connect(url) as sock:
+        sock.sendall(struct.pack(">I", 2**24 - 1)[1:] + bytes([DATA, 0]) + struct.pack(">I", 1))
+        _read_available(sock, received, until_closed=True)
+    return _goaway(received)
+
+
+async def test_a_frame_longer_than_the_frame_size_is_refused_from_its_header() -> None:
+    # h2 would wait for all 16 MiB of it before refusing it.
+    async with serve("grpc") as server:
+        goaway = await asyncio.to_thread(_oversized_frame, server.url("grpc"))
+    assert goaway == struct.pack(">I", 0x6) + b"frame_too_large"  # FRAME_SIZE_ERROR
