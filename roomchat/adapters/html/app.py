@@ -197,6 +197,8 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
             Route("/room/{roomId}/presence", presence, methods=["GET"]),
             Route("/stream/{roomId}", stream, methods=["GET"]),
             *websocket_routes("/ws", manager, settings),
+            # roomchat.js connects to <origin>/api/ws, whichever adapter serves the page.
+            *websocket_routes("/api/ws", manager, settings),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         exception_handlers={**EXCEPTION_HANDLERS, HTTPException: http_error},
