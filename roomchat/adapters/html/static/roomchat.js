@@ -61,7 +61,7 @@ export class RoomchatClient extends EventTarget {
   #refs = 0;
 
   /** `url`: the origin of roomchat's rest or html adapter (a page passes `location.origin`). */
-  constructor(url, { userId = undefined, token = undefined, WebSocket: Socket = globalThis.WebSocket } = {}) {
+  constructor(url, { userId = undefined, token = undefined, WebSocket: Socket = undefined } = {}) {
     super();
     const ws = new URL(url);
     ws.protocol = ws.protocol === "https:" || ws.protocol === "wss:" ? "wss:" : "ws:";
@@ -69,11 +69,13 @@ export class RoomchatClient extends EventTarget {
     ws.search = "";
     ws.hash = "";
     if (userId) ws.searchParams.set("userId", userId); // who this connection is in presence
-    if (typeof Socket !== "function") throw new TypeError("no WebSocket here: pass options.WebSocket");
+    if (typeof (Socket ?? globalThis.WebSocket) !== "function") {
+      throw new TypeError("no WebSocket here: pass options.WebSocket");
+    }
     this.#url = ws.href;
     this.#userId = userId;
     this.#token = token;
-    this.#WebSocket = Socket;
+    this.#WebSocket = Socket; // undefined: the global one at each connect (a polyfill may come later)
     this.#connect();
   }
 
@@ -129,7 +131,7 @@ export class RoomchatClient extends EventTarget {
     this.#timer = 0;
     let ws;
     try {
-      ws = new this.#WebSocket(this.#url, SUBPROTOCOL);
+      ws = new (this.#WebSocket ?? globalThis.WebSocket)(this.#url, SUBPROTOCOL);
     } catch (error) {
       this.#emitError(0, `cannot open ${this.#url}: ${error}`);
       this.#retry();
