@@ -16,6 +16,10 @@ const PING_MS = 20000; // an idle connection is checked this often; silent for t
 const PUBLISH_TIMEOUT_MS = 30000;
 const IDS_KEPT = 2048; // ids remembered per room, so a replay after a `gap` never shows one twice
 const RETRIED = new Set([429, 503]); // the server could not do it now: try again later
+// No message is ever this id. A subscription that went live without one and must
+// resume before its first message asks with it: the server answers `gap`, then
+// all of its history, so nothing posted meanwhile is lost.
+const BEFORE_HISTORY = "0-0";
 
 /** How long to wait before reconnect attempt `attempt` (0 for the first): "full jitter",
  * so clients that lost the same server do not all come back in the same instant. */
@@ -268,7 +272,8 @@ export class RoomchatClient extends EventTarget {
   #sendSubscribe(sub) {
     sub._active = true;
     const frame = { type: "subscribe", roomId: sub.roomId };
-    if (sub.lastId) frame.lastId = sub.lastId;
+    const lastId = sub.lastId || (sub._begun ? BEFORE_HISTORY : undefined);
+    if (lastId) frame.lastId = lastId;
     if (sub.presence) frame.presence = true;
     this.#send(frame);
   }
