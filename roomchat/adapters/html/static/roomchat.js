@@ -15,7 +15,6 @@ const MOST_APART_MS = 10000; // ...then tries are never further apart than this
 const PING_MS = 20000; // an idle connection is checked this often; silent for two checks, it is dropped
 const PUBLISH_TIMEOUT_MS = 30000;
 const IDS_KEPT = 2048; // ids remembered per room, so a replay after a `gap` never shows one twice
-const RETRIED = new Set([429, 503]); // the server could not do it now: try again later
 // No message is ever this id. A subscription that went live without one and must
 // resume before its first message asks with it: the server answers `gap`, then
 // all of its history, so nothing posted meanwhile is lost.
@@ -316,9 +315,9 @@ export class RoomchatClient extends EventTarget {
     if (code === 401) { // expired since the connection opened: a fresh token, then again
       entry.resend = true;
       if (!this.#authing) this.#authenticate();
-    } else if (RETRIED.has(code)) { // not stored: the same key again, a little later
-      setTimeout(() => { if (this.#ready && this.#publishes.has(ref)) this.#send(entry.frame); },
-        reconnectDelay(1));
+    } else if (code === 503 || code === 429) { // not stored: the same key again, a little later
+      const wait = code === 429 && frame.retryAfter ? frame.retryAfter * 1000 : reconnectDelay(1);
+      setTimeout(() => { if (this.#ready && this.#publishes.has(ref)) this.#send(entry.frame); }, wait);
     } else {
       this.#publishes.delete(ref);
       this.#settle(entry, new RoomchatError(code, message, frame));
@@ -330,7 +329,7 @@ export class RoomchatClient extends EventTarget {
     sub._active = false;
     if (code === 401) {
       if (!this.#authing) this.#authenticate();
-    } else if (RETRIED.has(code)) { // the backend's feed was lost, or too busy: resume later
+    } else if (code === 503) { // the backend's feed was lost, or the server is full: resume later
       setTimeout(() => { if (!sub._active && this.#rooms.get(sub.roomId) === sub) this.#resubscribe(sub); },
         reconnectDelay(2));
     } else {
