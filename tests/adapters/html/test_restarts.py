@@ -182,7 +182,8 @@ async def test_the_chat_page_shows_every_message_once_in_order_across_sigterm_an
             stored = await history(http, servers)
             shown = texts(page)
             await expect(shown).to_have_text([m["text"] for m in stored], timeout=15_000)
-            ids = await page.locator("#log .message").evaluate_all("(items) => items.map((li) => li.dataset.id)")
+            shown_ids = "(items) => items.map((li) => li.dataset.id)"
+            ids = await page.locator("#log .message").evaluate_all(shown_ids)
             assert ids == [m["id"] for m in stored]
             assert len(stored) == 4 * len(KILLS)  # before, during, typed, after: each stored once
             assert len({m["text"] for m in stored}) == len(stored)

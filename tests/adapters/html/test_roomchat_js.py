@@ -110,7 +110,9 @@ async def test_subscribe_resumes_after_last_id_and_says_gap_for_an_id_history_lo
         assert await page.evaluate("new rc.RoomchatClient(location.origin + '/').close()") is None
 
 
-async def test_publish_resolves_with_the_stored_message_and_a_reused_key_stores_once(browser: Browser) -> None:
+async def test_publish_resolves_with_the_stored_message_and_a_reused_key_stores_once(
+    browser: Browser,
+) -> None:
     settings = ServiceSettings(max_text=10)
     async with serve("html", service_settings=settings) as server:
         page = await app_page(browser, server.url("html"))
@@ -121,7 +123,8 @@ async def test_publish_resolves_with_the_stored_message_and_a_reused_key_stores_
                 const again = await client.publish('r', 'hi', {key: 'k-1'});
                 let refused = null;
                 try { await client.publish('r', 'x'.repeat(11)); } catch (e) {
-                    refused = {name: e.name, code: e.code, message: e.message, isError: e instanceof rc.RoomchatError};
+                    const isError = e instanceof rc.RoomchatError;
+                    refused = {name: e.name, code: e.code, message: e.message, isError};
                 }
                 return {first, again, refused};
             }"""
@@ -258,7 +261,8 @@ async def test_the_type_declarations_declare_every_export_of_the_module() -> Non
     declared = (CLIENT / "roomchat.d.ts").read_text()
     exported = set(re.findall(r"^export (?:class|function|const) (\w+)", source, re.M))
     typed = set(re.findall(r"^export declare (?:class|function|const) (\w+)", declared, re.M))
-    assert exported == typed == {"RoomchatClient", "RoomchatError", "Subscription", "SUBPROTOCOL", "reconnectDelay"}
+    names = {"RoomchatClient", "RoomchatError", "Subscription", "SUBPROTOCOL", "reconnectDelay"}
+    assert exported == typed == names
 
 
 @pytest.mark.parametrize("name", ["roomchat.js", "roomchat.d.ts"])

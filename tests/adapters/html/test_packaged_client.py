@@ -1,0 +1,25 @@
+"""A non-editable install of roomchat carries roomchat.js: the wheel `pip install .` builds
+holds the html adapter's copy of clients/js/roomchat.js (and its types), byte for byte."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).parents[3]
+
+
+def test_the_wheel_carries_clients_js_as_it_is(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", tmp_path, ROOT],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("roomchat-*.whl")
+    with zipfile.ZipFile(wheel) as packed:
+        for name in ("roomchat.js", "roomchat.d.ts"):
+            packaged = packed.read(f"roomchat/adapters/html/static/{name}")
+            assert packaged == (ROOT / "clients" / "js" / name).read_bytes(), name
