@@ -1,5 +1,6 @@
-"""A non-editable install of roomchat carries roomchat.js: the wheel `pip install .` builds
-holds the html adapter's copy of clients/js/roomchat.js (and its types), byte for byte."""
+"""A non-editable install of roomchat carries roomchat.js: in a checkout the html adapter's
+static/roomchat.js (and .d.ts) is a link to clients/js/, and the wheel `pip install .` builds
+holds the file itself, byte for byte."""
 
 from __future__ import annotations
 

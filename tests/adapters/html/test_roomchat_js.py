@@ -268,7 +268,7 @@ async def test_the_type_declarations_declare_every_export_of_the_module() -> Non
 @pytest.mark.parametrize("name", ["roomchat.js", "roomchat.d.ts"])
 async def test_the_html_adapter_serves_the_client_as_it_is_in_clients_js(name: str) -> None:
     source = (CLIENT / name).read_bytes()
-    assert (STATIC / name).read_bytes() == source, f"copy clients/js/{name} to {STATIC}/ (the packaged copy)"
+    assert (STATIC / name).read_bytes() == source, f"{STATIC}/{name} must link to clients/js/{name}"
     async with serve("html") as server, httpx.AsyncClient() as http:
         served = await http.get(f"{server.url('html')}/static/{name}")
         assert served.status_code == 200 and served.content == source
