@@ -21,7 +21,6 @@ from playwright.async_api import (
     Request,
     WebSocket,
     WebSocketRoute,
-    async_playwright,
     expect,
 )
 
@@ -29,41 +28,15 @@ from roomchat.bootstrap import ServiceSettings
 from tests.backends.redis_server import free_port, redis_server
 from tests.support import roomchat_process, serve
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def chromium() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        await b.close()
 
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=10) as c:
         yield c
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def browser(chromium: Browser) -> AsyncIterator[Browser]:
-    """The module's browser; every context a test opens is closed after it."""
-    yield chromium
-    for context in chromium.contexts:
-        await context.close()
 
 
 async def open_room(browser: Browser, base: str, room: str, name: str) -> Page:

@@ -22,7 +22,8 @@ from playwright.async_api import Browser, Response, async_playwright, expect
 
 from roomchat.bootstrap import ServiceSettings
 from roomchat.tokens import JwtAuthenticator, mint
-from tests.adapters.html.test_browser import ARGS, CHROMIUM, open_room, say, texts
+from tests.adapters.html.conftest import ARGS, CHROMIUM
+from tests.adapters.html.test_browser import open_room, say, texts
 from tests.support import Running, serve
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -39,13 +40,6 @@ async def chromium() -> AsyncIterator[Browser]:
         b = await p.chromium.launch(executable_path=CHROMIUM, args=[*ARGS, rules])
         yield b
         await b.close()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def browser(chromium: Browser) -> AsyncIterator[Browser]:
-    yield chromium
-    for context in chromium.contexts:
-        await context.close()
 
 
 @dataclass

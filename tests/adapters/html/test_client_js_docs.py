@@ -12,7 +12,7 @@ import httpx
 import pytest
 from playwright.async_api import ConsoleMessage, Page, Route, async_playwright
 
-from tests.adapters.html.test_browser import ARGS, CHROMIUM
+from tests.adapters.html.conftest import ARGS, CHROMIUM
 from tests.backends.redis_server import free_port
 from tests.support import roomchat_process
 

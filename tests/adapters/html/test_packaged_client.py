@@ -13,8 +13,9 @@ ROOT = Path(__file__).parents[3]
 
 
 def test_the_wheel_carries_clients_js_as_it_is(tmp_path: Path) -> None:
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", tmp_path, ROOT],
+        [*pip_wheel, "-w", tmp_path, ROOT],
         check=True,
         capture_output=True,
         timeout=300,

@@ -10,16 +10,15 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
-from playwright.async_api import Browser, Page, Route, async_playwright, expect
+from playwright.async_api import Browser, Page, Route, expect
 
-from tests.adapters.html.test_browser import ARGS, CHROMIUM, open_room, say, texts
+from tests.adapters.html.test_browser import open_room, say, texts
 from tests.adapters.html.test_roomchat_js import until
 from tests.backends.redis_server import free_port
 from tests.support import Process, roomchat_process
@@ -29,14 +28,6 @@ pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.slow]
 CLIENT = Path(__file__).parents[3] / "clients" / "js" / "roomchat.js"
 KILLS = [signal.SIGTERM, signal.SIGKILL, signal.SIGTERM, signal.SIGKILL]
 ROOM = "restarts"
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        await b.close()
 
 
 class Servers:

@@ -6,19 +6,16 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from roomchat.adapters.html.pages import STATIC
 from roomchat.bootstrap import ServiceSettings
 from roomchat.tokens import JwtAuthenticator, mint
-from tests.adapters.html.test_browser import ARGS, CHROMIUM
 from tests.backends.redis_server import free_port
 from tests.support import serve
 
@@ -26,21 +23,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 CLIENT = Path(__file__).parents[3] / "clients" / "js"
 SECRET = "a-roomchat-js-test-secret-of-32-bytes"
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def chromium() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        await b.close()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def browser(chromium: Browser) -> AsyncIterator[Browser]:
-    yield chromium
-    for context in chromium.contexts:
-        await context.close()
 
 
 async def app_page(browser: Browser, base: str) -> Page:
