@@ -4,6 +4,7 @@ real servers: the module as the html adapter serves it, imported by a page of th
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page
+from playwright.async_api import Browser, Page, WebSocketRoute
 
 from roomchat.adapters.html.pages import STATIC
 from roomchat.bootstrap import ServiceSettings
@@ -256,3 +257,46 @@ async def test_the_html_adapter_serves_the_client_as_it_is_in_clients_js(name: s
         assert served.status_code == 200 and served.content == source
     if name.endswith(".js"):
         assert served.headers["content-type"].split(";")[0] in ("text/javascript", "application/javascript")
+
+
+async def test_a_publish_whose_ack_is_lost_is_sent_again_with_its_key_and_stored_once(
+    browser: Browser,
+) -> None:
+    async with serve("html") as server:
+        page = await app_page(browser, server.url("html"))
+        publishes: list[dict[str, Any]] = []
+        closing: list[asyncio.Future[None]] = []
+        cut = False
+
+        def handler(ws: WebSocketRoute) -> None:
+            server_side = ws.connect_to_server()
+
+            def from_page(message: str | bytes) -> None:
+                frame = json.loads(message)
+                if frame["type"] == "publish":
+                    publishes.append(frame)
+                server_side.send(message)
+
+            def from_server(message: str | bytes) -> None:
+                nonlocal cut
+                if not cut and json.loads(message)["type"] == "ack":
+                    cut = True  # stored, but the answer never arrives: the connection drops
+                    closing.append(asyncio.ensure_future(ws.close(code=1011)))
+                    return
+                ws.send(message)
+
+            ws.on_message(from_page)
+            server_side.on_message(from_server)
+
+        await page.route_web_socket(re.compile(r"/api/ws(\?|$)"), handler)
+        stored = await page.evaluate(
+            """async () => {
+                window.client = make({userId: 'ann'});
+                return await client.publish('r', 'once');
+            }"""
+        )
+        assert cut and len(publishes) == 2
+        assert publishes[0]["key"] == publishes[1]["key"] and len(publishes[0]["key"]) == 32
+        assert await page.evaluate("states") == ["connected", "reconnecting", "connected"]
+        history = await server.service.history("r")
+        assert [(m.id, m.text) for m in history] == [(stored["id"], "once")]
