@@ -341,6 +341,20 @@ async def test_an_expired_or_too_narrow_token_is_said_plainly(browser: Browser) 
         await expect(texts(page)).to_have_text(["back again"])
 
 
+async def test_a_token_that_expires_while_the_page_is_open_is_said_plainly(browser: Browser) -> None:
+    async with jwt_server() as server:
+        page = await (await browser.new_context()).new_page()
+        # Past the 30 s leeway about five seconds from now: the page connects, then the
+        # server ends its subscription (`expired`) and refuses the token sent again.
+        await page.goto(f"{server.url('html')}/room/team#token={token('ann', ttl=-25)}")
+        await expect(page.locator("#status")).to_have_text("Connected")
+        await expect(page.locator("#status")).to_have_text("Stopped", timeout=15_000)
+        await expect(page.locator("#error")).to_have_text(
+            "Your token has expired or is not valid: open a fresh link."
+        )
+        await expect(page.locator("#text")).to_be_disabled()
+
+
 async def test_the_api_docs_page_works_under_its_strict_policy(browser: Browser) -> None:
     async with serve("rest") as server:
         page = await (await browser.new_context()).new_page()
