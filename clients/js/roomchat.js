@@ -103,7 +103,7 @@ export class RoomchatClient extends EventTarget {
     return new Promise((resolve, reject) => {
       const ref = String(++this.#refs);
       const frame = { type: "publish", roomId, text, ref, key };
-      if (userId) frame.userId = userId; // another user's: an admin token posting for them
+      if (userId) frame.userId = userId; // under --auth jwt the token's `sub` unless it is an admin's
       const entry = { frame, resolve, reject, timer: 0, resend: false };
       entry.timer = setTimeout(() => {
         this.#publishes.delete(ref);
