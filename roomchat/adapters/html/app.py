@@ -200,7 +200,11 @@ def create_app(manager: Manager, settings: AdapterSettings, cors: CorsOrigins | 
             Route("/room/{roomId}/presence", presence, methods=["GET"]),
             Route("/stream/{roomId}", stream, methods=["GET"]),
             *websocket_routes("/ws", manager, settings),
-            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+            # roomchat.js connects to <origin>/api/ws, whichever adapter serves the page.
+            *websocket_routes("/api/ws", manager, settings),
+            # static/roomchat.js (and .d.ts) link to clients/js/ in a checkout, the one
+            # source of the client; a built package holds the file itself.
+            Mount("/static", StaticFiles(directory=STATIC, follow_symlink=True), name="static"),
         ],
         exception_handlers={**EXCEPTION_HANDLERS, HTTPException: http_error},
         middleware=[browser_safety(settings, streams=("/stream/",), cors=cors)],
