@@ -23,9 +23,9 @@ server needs and grpclib does not do:
 
 Written against grpclib 0.4 (`pyproject.toml` pins it below 0.5): `connection_made`
 and `data_received` follow grpclib's own, with the additions above. Private names
-used: grpclib's `_set_nodelay`, `Connection._connection` (the H2Connection),
-`Handler._tasks`; h2's `H2Connection.streams`, `highest_inbound_stream_id`,
-`max_inbound_frame_size` and `outbound_flow_control_window` (frames.py, writer.py).
+used: grpclib's `_set_nodelay`, `Connection._connection` (the H2Connection) and
+`Handler._tasks`. frames.py reads h2's `H2Connection.streams`,
+`highest_inbound_stream_id` and `max_inbound_frame_size` (attributes, not methods).
 """
 
 from __future__ import annotations
