@@ -26,9 +26,10 @@ class RedisServer:
     killed server comes back with every write it acknowledged.
     """
 
-    def __init__(self, directory: Path, durable: bool = False) -> None:
+    def __init__(self, directory: Path, durable: bool = False, args: tuple[str, ...] = ()) -> None:
         self.directory = directory
         self.durable = durable
+        self.args = args  # more redis-server options, e.g. ("--replicaof", "127.0.0.1", "6379")
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -56,6 +57,7 @@ class RedisServer:
                 "no",
                 "--loglevel",
                 "warning",
+                *self.args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
