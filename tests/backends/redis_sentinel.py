@@ -15,7 +15,7 @@ from pathlib import Path
 
 import redis
 
-from tests.backends.redis_server import REDIS_SERVER, RedisServer, free_port
+from tests.backends.redis_server import REDIS_SERVER, RedisServer, free_port, start_replica
 
 SERVICE = "roomchat"
 DOWN_AFTER_MS = 1_000
@@ -27,12 +27,10 @@ class SentinelSet:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        for name in ("primary", "replica", "sentinels"):
+        for name in ("primary", "sentinels"):
             (directory / name).mkdir(parents=True, exist_ok=True)
         self.primary = RedisServer(directory / "primary")
-        self.replica = RedisServer(
-            directory / "replica", args=("--replicaof", "127.0.0.1", str(self.primary.port))
-        )
+        self.replica: RedisServer | None = None
         self.sentinel_ports = [free_port() for _ in range(3)]
         self._sentinels: list[subprocess.Popen[bytes]] = []
 
@@ -43,8 +41,7 @@ class SentinelSet:
 
     def start(self) -> None:
         self.primary.start()
-        self.replica.start()
-        self._until(lambda: self._info(self.replica.port)["master_link_status"] == "up", "the replica syncs")
+        self.replica = start_replica(self.directory / "replica", self.primary)
         for port in self.sentinel_ports:
             self._sentinels.append(self._start_sentinel(port))
         # Each sentinel knows the replica and the two other sentinels before a test may kill anything.
@@ -70,7 +67,8 @@ class SentinelSet:
                 proc.kill()
                 proc.wait(5)
         self._sentinels = []
-        self.replica.kill()
+        if self.replica is not None:
+            self.replica.kill()
         self.primary.kill()
 
     def _start_sentinel(self, port: int) -> subprocess.Popen[bytes]:
@@ -94,14 +92,6 @@ class SentinelSet:
         client = redis.Redis(port=port, decode_responses=True, socket_timeout=1)
         try:
             return client.execute_command("SENTINEL", *command)
-        finally:
-            client.close()
-
-    @staticmethod
-    def _info(port: int) -> dict[str, object]:
-        client = redis.Redis(port=port, decode_responses=True, socket_timeout=1)
-        try:
-            return dict(client.info("replication"))
         finally:
             client.close()
 

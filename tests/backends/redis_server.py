@@ -87,3 +87,20 @@ def redis_server(directory: Path, durable: bool = False) -> Iterator[RedisServer
         yield server
     finally:
         server.kill()
+
+
+def start_replica(directory: Path, primary: RedisServer) -> RedisServer:
+    """A replica of `primary`, started and synced (its link to the primary up)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    replica = RedisServer(directory, args=("--replicaof", "127.0.0.1", str(primary.port)))
+    replica.start()
+    deadline = time.monotonic() + 10
+    while True:
+        with socket.create_connection(("127.0.0.1", replica.port), 1) as s:
+            s.sendall(b"INFO replication\r\n")
+            time.sleep(0.02)  # the reply is small: one read after a moment gets it whole
+            if b"master_link_status:up" in s.recv(65536):
+                return replica
+        if time.monotonic() > deadline:
+            replica.kill()
+            raise AssertionError("the replica did not sync")
