@@ -1,0 +1,138 @@
+"""Two `roomchat serve` processes on a Redis watched by Sentinel, while its primary is killed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from roomchat.core.message import id_key
+from tests.backends.redis_sentinel import sentinel_set
+from tests.backends.test_redis_processes import processes
+from tests.support import SSE
+
+ROOM = "failover"
+
+
+@dataclass
+class Follower:
+    """One SSE listener that resumes from its last id whenever its stream ends, as EventSource does."""
+
+    base: str
+    ids: list[str] = field(default_factory=list)
+    gaps: int = 0
+    streams: int = 0
+
+    async def follow(self, client: httpx.AsyncClient) -> None:
+        while True:
+            headers = {"Last-Event-ID": self.ids[-1]} if self.ids else {}
+            with contextlib.suppress(httpx.TransportError):
+                async with client.stream(
+                    "GET", f"{self.base}/api/stream/{ROOM}", headers=headers, timeout=httpx.Timeout(5, read=None)
+                ) as response:
+                    if response.status_code == 200:
+                        self.streams += 1
+                        await self._read(SSE(response))
+                    else:
+                        assert response.status_code == 503, response.status_code
+            await asyncio.sleep(0.05)
+
+    async def _read(self, sse: SSE) -> None:
+        while (event := await sse.next(timeout=60)) is not None:
+            if event.event == "message":
+                assert event.id is not None
+                self.ids.append(event.id)
+            elif event.event == "gap":
+                self.gaps += 1
+
+
+@dataclass
+class Health:
+    """`/healthz` of one process, polled: when it answered what."""
+
+    base: str
+    seen: list[tuple[float, int]] = field(default_factory=list)
+
+    async def watch(self, client: httpx.AsyncClient) -> None:
+        while True:
+            try:
+                status = (await client.get(f"{self.base}/healthz", timeout=3)).status_code
+            except httpx.TransportError:
+                status = 0
+            self.seen.append((time.monotonic(), status))
+            await asyncio.sleep(0.05)
+
+    def recovered_after(self, moment: float) -> bool:
+        after = [status for at, status in self.seen if at > moment]
+        return 503 in after and after[-1] == 200
+
+
+@pytest.mark.slow
+async def test_a_killed_primary_loses_no_acknowledged_post_silently(
+    tmp_path: Path, client: httpx.AsyncClient
+) -> None:
+    with sentinel_set(tmp_path) as redis, processes(redis.url) as bases:
+        followers = [Follower(base) for base in bases for _ in range(2)]
+        health = [Health(base) for base in bases]
+        acknowledged: list[tuple[float, str]] = []
+        refused = 0
+
+        async def post(base: str, tag: str) -> None:
+            nonlocal refused
+            for n in range(100_000):
+                with contextlib.suppress(httpx.TransportError):
+                    r = await client.post(f"{base}/api/room/{ROOM}", json={"userId": tag, "text": f"{n}"})
+                    if r.status_code == 201:
+                        acknowledged.append((time.monotonic(), r.json()["message"]["id"]))
+                        await asyncio.sleep(0.01)
+                        continue
+                    assert r.status_code == 503 and "Redis" in r.json()["message"], r.text
+                refused += 1
+                await asyncio.sleep(0.05)
+
+        tasks = [asyncio.ensure_future(f.follow(client)) for f in followers]
+        tasks += [asyncio.ensure_future(h.watch(client)) for h in health]
+        posters = [asyncio.ensure_future(post(base, f"poster{i}")) for i, base in enumerate(bases)]
+        try:
+            async with asyncio.timeout(10):
+                while min(len(f.ids) for f in followers) < 20:
+                    await asyncio.sleep(0.05)
+            old_primary = redis.primary.port
+            killed = time.monotonic()
+            redis.primary.kill()  # SIGKILL
+            async with asyncio.timeout(30):  # a few seconds for the sentinels, then roomchat follows
+                while not (
+                    any(at > killed + 0.5 for at, _ in acknowledged)
+                    and all(h.recovered_after(killed) for h in health)
+                ):
+                    await asyncio.sleep(0.05)
+            back = min(at for at, _ in acknowledged if at > killed)
+            await asyncio.sleep(1)  # posts go on a little on the new primary
+            for poster in posters:
+                poster.cancel()
+            await asyncio.wait(posters)
+            expected = [message_id for _, message_id in acknowledged]
+            async with asyncio.timeout(15):  # no listener waits forever
+                while not all(set(expected) <= set(f.ids) for f in followers):
+                    await asyncio.sleep(0.05)
+        finally:
+            for task in [*tasks, *posters]:
+                task.cancel()
+            await asyncio.wait([*tasks, *posters])
+        assert redis.primary_port() not in (None, old_primary)
+        assert refused > 0  # posts were under way while no primary was reachable
+        for follower in followers:
+            assert follower.streams >= 2  # each was cut off and resumed
+            if follower.gaps == 0:  # exactly once, in one order; else `gap` told them
+                keys = [id_key(message_id) for message_id in follower.ids]
+                assert len(set(keys)) == len(keys) and keys == sorted(keys)
+            assert set(expected) <= set(follower.ids)
+        print(
+            f"failover: first post acknowledged {back - killed:.2f} s after the kill; "
+            f"{len(expected)} acknowledged, {refused} refused; gaps: {[f.gaps for f in followers]}"
+        )
