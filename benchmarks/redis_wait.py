@@ -8,7 +8,14 @@ Then it alternates phases between them: `--concurrency` clients post
 reports posts per second and the p50/p99 time to a 201, with the load
 average beside each line.
 
+`--in-process` leaves HTTP out: this process posts through two RedisBackend
+objects (one with `?wait=1`), one post at a time, alternating short phases
+(`--rounds`, default 15, of `--posts`, default 300): what WAIT adds to one
+post, with three processes (this one, the primary, the replica) in play
+rather than a whole server and its clients.
+
 Usage: .venv/bin/python benchmarks/redis_wait.py [--posts 2000] [--concurrency 8] [--rounds 3]
+       .venv/bin/python benchmarks/redis_wait.py --in-process [--posts 300] [--rounds 15]
 About 30 s on a quiet machine. The clients run in this one process, on the
 same cores as the servers and Redis, so only the ratio of the same run counts.
 """
@@ -29,6 +36,7 @@ from collections.abc import Iterator
 
 import httpx
 
+from roomchat.backends.redis import RedisBackend
 from roomchat.bench.runner import free_port, serve_process
 
 
@@ -76,7 +84,9 @@ async def phase(bases: list[str], posts: int, tag: str) -> tuple[float, float, f
     return len(latencies) / wall, q[49] * 1000, q[98] * 1000
 
 
-async def main(posts: int, concurrency: int, rounds: int) -> None:
+@contextlib.contextmanager
+def replicated() -> Iterator[str]:
+    """A primary and a synced replica of it; yields the primary's URL."""
     with tempfile.TemporaryDirectory() as directory, redis_server(directory) as primary:
         replica_dir = os.path.join(directory, "replica")
         os.mkdir(replica_dir)
@@ -85,34 +95,81 @@ async def main(posts: int, concurrency: int, rounds: int) -> None:
             while not _answers(replica, b"INFO replication\r\n", b"master_link_status:up"):
                 assert time.monotonic() < deadline, "the replica did not sync"
                 time.sleep(0.05)
-            url = f"redis://127.0.0.1:{primary}/0"
-            with (
-                serve_process(("rest",), ("--backend", url)) as (plain, _),
-                serve_process(("rest",), ("--backend", url + "?wait=1")) as (waiting, _),
-            ):
-                figures: dict[str, list[tuple[float, float, float]]] = {"no wait": [], "wait=1": []}
-                await phase([plain["rest"]] * concurrency, posts // 4, "warm")
-                await phase([waiting["rest"]] * concurrency, posts // 4, "warm")
-                for n in range(rounds):
-                    for label, urls in (("no wait", plain), ("wait=1", waiting)):
-                        result = await phase([urls["rest"]] * concurrency, posts, f"{label} {n}")
-                        figures[label].append(result)
-                        load = os.getloadavg()[0]
-                        print(
-                            f"{label:8} {result[0]:7.0f} posts/s  p50 {result[1]:6.2f} ms  "
-                            f"p99 {result[2]:6.2f} ms  (load {load:.2f})"
-                        )
-                medians = {k: [statistics.median(v[i] for v in rows) for i in range(3)] for k, rows in figures.items()}
-                for label, (rate, p50, p99) in medians.items():
-                    print(f"median {label:8} {rate:7.0f} posts/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
-                ratio = medians["wait=1"][0] / medians["no wait"][0]
-                print(f"wait=1 / no wait: posts/s {ratio:.2f}x")
+            yield f"redis://127.0.0.1:{primary}/0"
+
+
+def report(figures: dict[str, list[tuple[float, float, float]]]) -> None:
+    medians = {k: [statistics.median(v[i] for v in rows) for i in range(3)] for k, rows in figures.items()}
+    for label, (rate, p50, p99) in medians.items():
+        print(f"median {label:8} {rate:7.0f} posts/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms")
+    ratio = medians["wait=1"][0] / medians["no wait"][0]
+    added = medians["wait=1"][1] - medians["no wait"][1]
+    print(f"wait=1 / no wait: posts/s {ratio:.2f}x, p50 {added:+.2f} ms  (load {os.getloadavg()[0]:.2f})")
+
+
+async def in_process(posts: int, rounds: int) -> None:
+    with replicated() as url:
+        backends = {"no wait": RedisBackend(url), "wait=1": RedisBackend(url + "?wait=1")}
+        for backend in backends.values():
+            await backend.start(_Nowhere())
+        figures: dict[str, list[tuple[float, float, float]]] = {label: [] for label in backends}
+        try:
+            for n in range(rounds + 1):
+                for label, backend in backends.items():
+                    latencies = []
+                    wall = time.perf_counter()
+                    for i in range(posts):
+                        started = time.perf_counter()
+                        await backend.publish("wait", "ann", f"{label} {n} {i}")
+                        latencies.append(time.perf_counter() - started)
+                    wall = time.perf_counter() - wall
+                    if n:  # round 0 warms up
+                        q = statistics.quantiles(latencies, n=100)
+                        figures[label].append((posts / wall, q[49] * 1000, q[98] * 1000))
+        finally:
+            for backend in backends.values():
+                await backend.close()
+        report(figures)
+
+
+class _Nowhere:
+    """A sink for a backend that feeds no listener here."""
+
+    def message(self, message: object) -> None: ...
+    def deleted(self, room_id: str) -> None: ...
+    def interrupted(self, room_id: str) -> None: ...
+    def presence_changed(self, room_id: str) -> None: ...
+
+
+async def main(posts: int, concurrency: int, rounds: int) -> None:
+    with (
+        replicated() as url,
+        serve_process(("rest",), ("--backend", url)) as (plain, _),
+        serve_process(("rest",), ("--backend", url + "?wait=1")) as (waiting, _),
+    ):
+        figures: dict[str, list[tuple[float, float, float]]] = {"no wait": [], "wait=1": []}
+        await phase([plain["rest"]] * concurrency, posts // 4, "warm")
+        await phase([waiting["rest"]] * concurrency, posts // 4, "warm")
+        for n in range(rounds):
+            for label, urls in (("no wait", plain), ("wait=1", waiting)):
+                result = await phase([urls["rest"]] * concurrency, posts, f"{label} {n}")
+                figures[label].append(result)
+                load = os.getloadavg()[0]
+                print(
+                    f"{label:8} {result[0]:7.0f} posts/s  p50 {result[1]:6.2f} ms  "
+                    f"p99 {result[2]:6.2f} ms  (load {load:.2f})"
+                )
+        report(figures)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--posts", type=int, default=2000)
+    parser.add_argument("--posts", type=int)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--in-process", action="store_true", help="RedisBackend.publish, no HTTP")
     args = parser.parse_args()
-    asyncio.run(main(args.posts, args.concurrency, args.rounds))
+    if args.in_process:
+        asyncio.run(in_process(args.posts or 300, args.rounds or 15))
+    else:
+        asyncio.run(main(args.posts or 2000, args.concurrency, args.rounds or 3))

@@ -47,7 +47,8 @@ class SentinelSet:
         # Each sentinel knows the replica and the two other sentinels before a test may kill anything.
         self._until(
             lambda: all(
-                (m := self._sentinel(port, "MASTER", SERVICE)) and int(m["num-slaves"]) == 1
+                (m := self._sentinel(port, "MASTER", SERVICE))
+                and int(m["num-slaves"]) == 1
                 and int(m["num-other-sentinels"]) == 2
                 for port in self.sentinel_ports
             ),

@@ -34,7 +34,10 @@ class Follower:
             headers = {"Last-Event-ID": self.ids[-1]} if self.ids else {}
             with contextlib.suppress(httpx.TransportError):
                 async with client.stream(
-                    "GET", f"{self.base}/api/stream/{ROOM}", headers=headers, timeout=httpx.Timeout(5, read=None)
+                    "GET",
+                    f"{self.base}/api/stream/{ROOM}",
+                    headers=headers,
+                    timeout=httpx.Timeout(5, read=None),
                 ) as response:
                     if response.status_code == 200:
                         self.streams += 1
@@ -102,7 +105,9 @@ async def test_a_killed_primary_loses_no_acknowledged_post_silently(
         try:
             async with asyncio.timeout(10):  # every listener is live before posts start
                 while not all(f.ids for f in followers):
-                    r = await client.post(f"{bases[0]}/api/room/{ROOM}", json={"userId": "first", "text": "?"})
+                    r = await client.post(
+                        f"{bases[0]}/api/room/{ROOM}", json={"userId": "first", "text": "?"}
+                    )
                     acknowledged.append((time.monotonic(), r.json()["message"]["id"]))
                     await asyncio.sleep(0.2)
                 del acknowledged[: len(acknowledged) - 1]  # the ones before the last may be missed
