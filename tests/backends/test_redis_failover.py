@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from roomchat.backends import backend_from_url
-from roomchat.backends.redis import RedisBackend
 from roomchat.backends.redis_connect import RedisConnector
 from roomchat.core import BackendUnavailable
-from roomchat.testing.backend_suite import RecordingSink
 from tests.backends.redis_server import RedisServer, redis_server, start_replica
-
-
-@asynccontextmanager
-async def started(url: str) -> AsyncIterator[tuple[RedisBackend, RecordingSink]]:
-    backend = backend_from_url(url)
-    assert isinstance(backend, RedisBackend)
-    sink = RecordingSink()
-    await backend.start(sink)
-    try:
-        yield backend, sink
-    finally:
-        await backend.close()
+from tests.backends.test_redis_backend import started
 
 
 async def kill_reader(port: int) -> None:
