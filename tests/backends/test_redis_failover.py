@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -84,20 +87,28 @@ async def test_wait_for_a_replica_refuses_to_acknowledge_what_no_replica_has(red
             await backend.publish_once("r", "ann", "alone", "key-1")
 
 
-async def test_wait_for_a_replica_acknowledges_what_the_replica_has(tmp_path: Path) -> None:
+async def test_wait_for_a_replica_acknowledges_once_the_replica_has_it(tmp_path: Path) -> None:
     with redis_server(tmp_path) as primary:
         replica = start_replica(tmp_path / "replica", primary)
+        assert replica.proc is not None
         try:
             async with started(primary.url + "?wait=1") as (backend, _):
                 posted = [await backend.publish("r", "ann", f"m{i}") for i in range(3)]
+                # A replica that stalls (SIGSTOP) for 0.3 s: the post is answered only after it.
+                replica.proc.send_signal(signal.SIGSTOP)
+                resume = asyncio.get_running_loop().call_later(0.3, replica.proc.send_signal, signal.SIGCONT)
+                asked = time.monotonic()
                 once = await backend.publish_once("r", "ann", "keyed", "key-1")
+                assert time.monotonic() - asked >= 0.3
+                resume.cancel()
                 on_replica = aioredis.Redis(port=replica.port, decode_responses=True)
-                try:  # read straight after each answer: WAIT means the replica already has it
+                try:
                     entries = await on_replica.xrange("roomchat:room:r")
                 finally:
                     await on_replica.aclose()
                 assert [entry_id for entry_id, _ in entries] == [m.id for m in [*posted, once.message]]
         finally:
+            replica.proc.send_signal(signal.SIGCONT)
             replica.kill()
 
 
