@@ -420,35 +420,39 @@ class RedisBackend:
         return reply
 
     async def _resume(self, conn: AbstractConnection) -> None:
-        """Check where Redis is against what this process delivered, before reading on.
+        """Check what Redis holds against what this process delivered, before reading on.
 
-        The reader reads on from the last id it delivered. A primary whose room
-        ends below that id (promoted before it had every message) lost messages
-        that listeners here were given: say so, end the room's listeners so they
+        The reader reads on from the last id it delivered. A primary that lacks
+        that id (promoted before it had every message) lost messages that
+        listeners here were given: say so, end the room's listeners so they
         resume from their own last id (their replay answers `gap`), and read on
-        from what the primary has, so nothing it stores from now on is skipped.
+        from the newest entry the primary holds below it, so nothing it stored
+        since is skipped, even under an id below the lost ones.
         """
-        rooms = list(self._positions.items())
+        rooms = [(room, position) for room, position in self._positions.items() if position != "0-0"]
         if not rooms:
             return
-        commands = [("XREVRANGE", ROOM_PREFIX + room, "+", "-", "COUNT", 1) for room, _ in rooms]
+        # Per room, its last delivered id if held, else the newest entry below it.
+        commands = [("XREVRANGE", ROOM_PREFIX + room, position, "-", "COUNT", 1) for room, position in rooms]
         await conn.send_packed_command(conn.pack_commands(commands))
         replies = [await conn.read_response() for _ in commands]
-        behind = []
-        for (room_id, position), newest in zip(rooms, replies, strict=True):
-            have = str(newest[0][0]) if newest else "0-0"
-            if _key(have) < _key(position) and self._positions.get(room_id) == position:
-                self._positions[room_id] = have
-                behind.append(f"{room_id} (has {have}, delivered up to {position})")
-                if self._sink is not None:
-                    self._sink.interrupted(room_id)
-        if behind:
+        lost = []
+        for (room_id, position), below in zip(rooms, replies, strict=True):
+            held = str(below[0][0]) if below else None
+            if held == position or self._positions.get(room_id) != position:
+                continue
+            if held is not None:  # None: nothing up to it; reading on from it or from 0-0 is the same
+                self._positions[room_id] = held
+            lost.append(f"{room_id} (delivered up to {position}, Redis has {held or 'nothing'} up to it)")
+            if self._sink is not None:
+                self._sink.interrupted(room_id)
+        if lost:
             log.warning(
                 "Redis at %s lacks messages this process delivered in %d room(s), lost by a failover "
                 "(or the room was deleted meanwhile): %s; their listeners resume and get a gap",
                 self._where,
-                len(behind),
-                ", ".join(behind[:5]) + (", ..." if len(behind) > 5 else ""),
+                len(lost),
+                ", ".join(lost[:5]) + (", ..." if len(lost) > 5 else ""),
             )
 
     def _deliver(self, reply: Any) -> None:

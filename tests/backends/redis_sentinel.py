@@ -29,7 +29,10 @@ class SentinelSet:
         self.directory = directory
         for name in ("primary", "sentinels"):
             (directory / name).mkdir(parents=True, exist_ok=True)
-        self.primary = RedisServer(directory / "primary")
+        # The replica logs in as `replica`, so a test can cut replication off (`cut_replication`).
+        self.primary = RedisServer(
+            directory / "primary", args=("--user", "replica", "on", ">replica", "+@all")
+        )
         self.replica: RedisServer | None = None
         self.sentinel_ports = [free_port() for _ in range(3)]
         self._sentinels: list[subprocess.Popen[bytes]] = []
@@ -41,7 +44,9 @@ class SentinelSet:
 
     def start(self) -> None:
         self.primary.start()
-        self.replica = start_replica(self.directory / "replica", self.primary)
+        self.replica = start_replica(
+            self.directory / "replica", self.primary, "--masteruser", "replica", "--masterauth", "replica"
+        )
         for port in self.sentinel_ports:
             self._sentinels.append(self._start_sentinel(port))
         # Each sentinel knows the replica and the two other sentinels before a test may kill anything.
@@ -61,6 +66,15 @@ class SentinelSet:
             host_port = self._sentinel(self.sentinel_ports[0], "GET-MASTER-ADDR-BY-NAME", SERVICE)
             return int(host_port[1])
         return None
+
+    def cut_replication(self) -> None:
+        """From now on the primary's writes no longer reach the replica (which stays a candidate)."""
+        client = redis.Redis(port=self.primary.port, socket_timeout=1)
+        try:
+            client.execute_command("ACL", "SETUSER", "replica", "off")
+            client.execute_command("CLIENT", "KILL", "TYPE", "replica")
+        finally:
+            client.close()
 
     def stop(self) -> None:
         for proc in self._sentinels:

@@ -89,10 +89,10 @@ def redis_server(directory: Path, durable: bool = False) -> Iterator[RedisServer
         server.kill()
 
 
-def start_replica(directory: Path, primary: RedisServer) -> RedisServer:
-    """A replica of `primary`, started and synced (its link to the primary up)."""
+def start_replica(directory: Path, primary: RedisServer, *args: str) -> RedisServer:
+    """A replica of `primary` (more redis-server `args` given), started and synced."""
     directory.mkdir(parents=True, exist_ok=True)
-    replica = RedisServer(directory, args=("--replicaof", "127.0.0.1", str(primary.port)))
+    replica = RedisServer(directory, args=("--replicaof", "127.0.0.1", str(primary.port), *args))
     replica.start()
     deadline = time.monotonic() + 10
     while True:
