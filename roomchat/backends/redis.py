@@ -88,6 +88,7 @@ class RedisBackend:
         self._wanted = asyncio.Event()  # set while there is a room to read
         self._feed_down = False
         self._resuming = False  # the reader lost its connection: check positions before reading on
+        self._unchecked: dict[str, str] = {}  # rooms left meanwhile -> the last id delivered
         self._renew_pubsub = False
         self._closing = False
 
@@ -378,7 +379,10 @@ class RedisBackend:
 
     def unsubscribe(self, room_id: str) -> None:
         # The XREAD in flight may still name the stream; its entries are then ignored.
-        self._positions.pop(room_id, None)
+        position = self._positions.pop(room_id, None)
+        if position is not None and self._resuming:  # its listeners left while Redis was away
+            # What they were given is still checked once Redis is back.
+            self._unchecked[room_id] = max(position, self._unchecked.get(room_id, position), key=_key)
 
     async def _read_loop(self) -> None:
         delay = RETRY_MIN
@@ -429,23 +433,29 @@ class RedisBackend:
         from the newest entry the primary holds below it, so nothing it stored
         since is skipped, even under an id below the lost ones.
         """
-        rooms = [(room, position) for room, position in self._positions.items() if position != "0-0"]
+        rooms = [(room, position, False) for room, position in self._unchecked.items()]
+        rooms += [(room, position, True) for room, position in self._positions.items()]
+        rooms = [room for room in rooms if room[1] != "0-0"]
         if not rooms:
             return
         # Per room, its last delivered id if held, else the newest entry below it.
-        commands = [("XREVRANGE", ROOM_PREFIX + room, position, "-", "COUNT", 1) for room, position in rooms]
+        commands = [("XREVRANGE", ROOM_PREFIX + room, at, "-", "COUNT", 1) for room, at, _ in rooms]
         await conn.send_packed_command(conn.pack_commands(commands))
         replies = [await conn.read_response() for _ in commands]
+        self._unchecked.clear()
         lost = []
-        for (room_id, position), below in zip(rooms, replies, strict=True):
+        for (room_id, position, subscribed), below in zip(rooms, replies, strict=True):
             held = str(below[0][0]) if below else None
-            if held == position or self._positions.get(room_id) != position:
+            if held == position:
                 continue
-            if held is not None:  # None: nothing up to it; reading on from it or from 0-0 is the same
-                self._positions[room_id] = held
+            if subscribed:
+                if self._positions.get(room_id) != position:
+                    continue  # unsubscribed meanwhile
+                if held is not None:  # None: nothing up to it; reading on from it or 0-0 is the same
+                    self._positions[room_id] = held
+                if self._sink is not None:
+                    self._sink.interrupted(room_id)
             lost.append(f"{room_id} (delivered up to {position}, Redis has {held or 'nothing'} up to it)")
-            if self._sink is not None:
-                self._sink.interrupted(room_id)
         if lost:
             log.warning(
                 "Redis at %s lacks messages this process delivered in %d room(s), lost by a failover "
