@@ -14,7 +14,7 @@ import pytest
 from roomchat.core.message import id_key
 from tests.backends.redis_sentinel import sentinel_set
 from tests.backends.test_redis_processes import processes
-from tests.support import SSE
+from tests.support import SSE, roomchat_process
 
 ROOM = "failover"
 
@@ -28,6 +28,7 @@ class Follower:
     gaps: int = 0
     streams: int = 0
     resumed_from: list[str] = field(default_factory=list)
+    gap_at: int | None = None  # how many messages it had when it was told of a gap
 
     async def follow(self, client: httpx.AsyncClient) -> None:
         while True:
@@ -54,6 +55,7 @@ class Follower:
                 self.ids.append(event.id)
             elif event.event == "gap":
                 self.gaps += 1
+                self.gap_at = len(self.ids)
 
 
 @dataclass
@@ -159,3 +161,68 @@ async def test_a_killed_primary_loses_no_acknowledged_post_silently(
             f"failover: first post acknowledged {back - killed:.2f} s after the kill; "
             f"{len(expected)} acknowledged, {len(refused)} refused; gaps: {[f.gaps for f in followers]}"
         )
+
+
+@pytest.mark.slow
+async def test_posts_the_promoted_replica_never_had_are_answered_with_a_gap_and_logged(
+    tmp_path: Path, client: httpx.AsyncClient
+) -> None:
+    with sentinel_set(tmp_path) as redis, contextlib.ExitStack() as stack:
+        servers = [
+            stack.enter_context(
+                roomchat_process("--adapter", "rest", "--port", "rest=0", "--backend", redis.url)
+            )
+            for _ in range(2)
+        ]
+        followers = [Follower(server.urls["rest"]) for server in servers]
+        tasks = [asyncio.ensure_future(f.follow(client)) for f in followers]
+
+        async def post(text: str) -> str:
+            r = await client.post(
+                f"{followers[0].base}/api/room/{ROOM}", json={"userId": "ann", "text": text}
+            )
+            assert r.status_code == 201, r.text
+            return str(r.json()["message"]["id"])
+
+        async def until_all_have(message_id: str) -> None:
+            while not all(message_id in f.ids for f in followers):
+                await asyncio.sleep(0.05)
+
+        try:
+            async with asyncio.timeout(10):
+                while not all(f.ids for f in followers):
+                    await post("are you there?")
+                    await asyncio.sleep(0.2)
+            kept = [await post(f"kept {i}") for i in range(3)]
+            redis.cut_replication()
+            lost = [await post(f"lost {i}") for i in range(3)]  # acknowledged by the primary alone
+            async with asyncio.timeout(10):
+                await until_all_have(lost[-1])
+            redis.primary.kill()
+            async with asyncio.timeout(30):
+                while True:
+                    with contextlib.suppress(httpx.TransportError):
+                        r = await client.post(
+                            f"{followers[0].base}/api/room/{ROOM}", json={"userId": "b", "text": "x"}
+                        )
+                        if r.status_code == 201:
+                            after = str(r.json()["message"]["id"])
+                            break
+                    await asyncio.sleep(0.1)
+                await until_all_have(after)  # no listener waits forever
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+        page = await client.get(f"{followers[1].base}/api/room/{ROOM}/messages", params={"limit": 1000})
+        history = [m["id"] for m in page.json()["messages"]]
+        assert history[-4:] == [*kept, after] and not set(lost) & set(history)
+        for f in followers:
+            assert f.gaps == 1 and f.gap_at is not None  # resuming from a lost id: told so
+            assert f.ids[: f.gap_at][-3:] == lost
+            assert f.ids[f.gap_at :] == history  # then all of history, and live again
+        for server in servers:
+            assert server.terminate() == 0
+            assert server.proc.stderr is not None
+            logged = server.proc.stderr.read()
+            assert f"delivered up to {lost[-1]}, Redis has {kept[-1]} up to it" in logged, logged
