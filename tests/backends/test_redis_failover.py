@@ -7,13 +7,14 @@ import logging
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from roomchat.backends import backend_from_url
 from roomchat.backends.redis_connect import RedisConnector
-from roomchat.core import BackendUnavailable
+from roomchat.core import BackendUnavailable, Message
 from tests.backends.redis_server import RedisServer, redis_server, start_replica
 from tests.backends.test_redis_backend import started
 
@@ -27,6 +28,13 @@ async def kill_reader(port: int) -> None:
         await client.client_kill_filter(_id=readers[0]["id"])
     finally:
         await client.aclose()
+
+
+def holding(pipe: Any, key: str, messages: list[Message]) -> None:
+    """Make the room's stream hold just `messages`, as a replica promoted too early would."""
+    pipe.delete(key)
+    for message in messages:
+        pipe.xadd(key, {"userId": message.user_id, "text": message.text}, message.id)
 
 
 async def test_the_reader_resumes_from_the_last_id_it_delivered(redis: RedisServer) -> None:
@@ -59,9 +67,7 @@ async def test_a_primary_behind_what_was_delivered_is_reported_and_read_from(
         try:
             # What the promoted replica holds: m0..m2 only, its last id m2.
             async with client.pipeline(transaction=True) as pipe:
-                pipe.delete(key)
-                for message in posted[:3]:
-                    pipe.xadd(key, {"userId": "ann", "text": message.text}, message.id)
+                holding(pipe, key, posted[:3])
                 await pipe.execute()
             await kill_reader(redis.port)  # the old primary dies
             await sink.until(lambda: "lacks" in caplog.text)
@@ -96,9 +102,7 @@ async def test_a_primary_lacking_the_last_delivered_id_is_reported_though_it_has
             # In one step, so the blocked XREAD never sees it: m0..m2, a post made after the
             # failover, and the reader's connection cut.
             async with client.pipeline(transaction=True) as pipe:
-                pipe.delete(key)
-                for message in posted[:3]:
-                    pipe.xadd(key, {"userId": "ann", "text": message.text}, message.id)
+                holding(pipe, key, posted[:3])
                 pipe.xadd(key, {"userId": "bob", "text": "newer"}, newer)
                 pipe.execute_command("CLIENT", "KILL", "ID", reader)
                 await pipe.execute()
