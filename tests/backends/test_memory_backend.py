@@ -6,8 +6,8 @@ from __future__ import annotations
 import gc
 import tracemalloc
 
-from roomchat.backends.memory import MemoryBackend, message_cost
-from roomchat.core.message import Message
+from roomchat.backends.memory import MemoryBackend
+from roomchat.core.message import Ledger, Message
 from roomchat.core.ports import BackendSettings
 from roomchat.testing.backend_suite import RecordingSink
 from tests.backends.test_sqlite_backend import SteppedClock
@@ -26,7 +26,9 @@ async def test_ids_keep_growing_when_the_clock_steps_back() -> None:
 
 
 async def test_past_history_bytes_the_least_recently_active_rooms_lose_their_oldest_first() -> None:
-    one = message_cost(_sized("x" * 100))
+    ledger = Ledger()
+    ledger.store(_sized("x" * 100))
+    one = ledger.bytes
     backend = MemoryBackend("memory", BackendSettings(history=100, history_bytes=10 * one))
     sink = RecordingSink()
     await backend.start(sink)
