@@ -71,7 +71,8 @@ def server(args: argparse.Namespace) -> Iterator[tuple[str, str, int | None]]:
     if args.source:
         env["PYTHONPATH"] = args.source
     with tempfile.TemporaryFile("w+") as errors:
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
+        cwd = args.source or None  # `-m roomchat` imports from the working directory first
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True, env=env, cwd=cwd)
         try:
             assert proc.stdout is not None
             urls: dict[str, str] = {}
