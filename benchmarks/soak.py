@@ -50,7 +50,12 @@ import websockets
 
 from roomchat.adapters.grpc.generated import message_pb2
 
-TEXTS = ["plain ascii text " * 6, "caf\u00e9 na\u00efve \u00fcber " * 5, "\u4f60\u597d\u4e16\u754c " * 20, "ok"]
+TEXTS = [
+    "plain ascii text " * 6,
+    "caf\u00e9 na\u00efve \u00fcber " * 5,
+    "\u4f60\u597d\u4e16\u754c " * 20,
+    "ok",
+]
 PROBE_EVERY = 0.2
 REPORT_EVERY = 30.0
 
@@ -101,18 +106,26 @@ def server(args: argparse.Namespace) -> Iterator[tuple[str, str, int | None]]:
 # -- the probe, in a process of its own ------------------------------------------------------
 
 
-def probe(rest: str, until: float, out: Any) -> None:
-    """GET /healthz every PROBE_EVERY s on one kept-alive connection; (time, seconds) to `out`."""
+def probe(rest: str, pid: int | None, until: float, out: Any) -> None:
+    """GET /healthz every PROBE_EVERY s on one kept-alive connection; to `out`: (seconds it
+    took, seconds of CPU the server spent meanwhile). On a loaded machine the first is
+    mostly waiting for a core; the second is the work the loop did before answering,
+    whatever the load (to /proc's 10 ms ticks)."""
     parts = urlsplit(rest)
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+    server = psutil.Process(pid) if pid else None
+
+    def cpu() -> float:
+        return sum(server.cpu_times()[:2]) if server else float("nan")
+
     while time.time() < until:
-        start = time.perf_counter()
+        start, busy = time.perf_counter(), cpu()
         try:
             conn.request("GET", "/healthz")
             conn.getresponse().read()
-            out.put((time.time(), time.perf_counter() - start))
+            out.put((time.perf_counter() - start, cpu() - busy))
         except (OSError, http.client.HTTPException):
-            out.put((time.time(), float("inf")))
+            out.put((float("inf"), float("nan")))
             conn.close()
             conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
         time.sleep(max(0.0, PROBE_EVERY - (time.perf_counter() - start)))
@@ -158,14 +171,26 @@ async def fill(state: State, history: int) -> None:
 
     async def one(rooms: list[str]) -> None:
         async with websockets.connect(
-            state.rest.replace("http", "ws") + "/api/ws", subprotocols=["roomchat.v1"], max_size=None  # type: ignore[list-item]
+            state.rest.replace("http", "ws") + "/api/ws",
+            subprotocols=["roomchat.v1"],
+            max_size=None,  # type: ignore[list-item]
         ) as ws:
             for room in rooms:
                 for start in range(0, history, 100):
                     batch = range(start, min(history, start + 100))
                     for i in batch:
                         text = TEXTS[i % len(TEXTS)]
-                        await ws.send(json.dumps({"type": "publish", "roomId": room, "userId": "fill", "text": text, "ref": str(i)}))
+                        await ws.send(
+                            json.dumps(
+                                {
+                                    "type": "publish",
+                                    "roomId": room,
+                                    "userId": "fill",
+                                    "text": text,
+                                    "ref": str(i),
+                                }
+                            )
+                        )
                     for _ in batch:
                         frame = json.loads(await ws.recv())
                         if frame.get("type") == "ack":
@@ -176,7 +201,9 @@ async def fill(state: State, history: int) -> None:
 
 
 async def poster(state: State, rate: float, until: float) -> None:
-    async with httpx.AsyncClient(base_url=state.rest, timeout=10, limits=httpx.Limits(max_connections=16)) as client:
+    async with httpx.AsyncClient(
+        base_url=state.rest, timeout=10, limits=httpx.Limits(max_connections=16)
+    ) as client:
         tasks: set[asyncio.Task[None]] = set()
         n = 0
         start = time.monotonic()
@@ -202,7 +229,9 @@ async def _post(client: httpx.AsyncClient, state: State, n: int) -> None:
         if len(state.keys) > 5000:
             del state.keys[:2500]
     try:
-        answer = await client.post(f"/api/room/{room}", json={"userId": "soak", "text": random.choice(TEXTS)}, headers=headers)
+        answer = await client.post(
+            f"/api/room/{room}", json={"userId": "soak", "text": random.choice(TEXTS)}, headers=headers
+        )
     except httpx.HTTPError:
         state.count("post error")
         return
@@ -248,7 +277,18 @@ async def ws_client(state: State) -> None:
                 frame["lastId"] = after
             await ws.send(json.dumps(frame))
         if random.random() < 0.3:
-            await ws.send(json.dumps({"type": "publish", "roomId": rooms[0], "userId": "ws", "text": "from ws", "ref": "1", "key": f"ws-{random.getrandbits(40)}"}))
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "publish",
+                        "roomId": rooms[0],
+                        "userId": "ws",
+                        "text": "from ws",
+                        "ref": "1",
+                        "key": f"ws-{random.getrandbits(40)}",
+                    }
+                )
+            )
         deadline = time.monotonic() + random.uniform(0.5, 4)
         with contextlib.suppress(TimeoutError, websockets.ConnectionClosed):
             while (left := deadline - time.monotonic()) > 0:
@@ -300,7 +340,7 @@ async def churn(state: State, kind: str, until: float) -> None:
                     if random.random() < 0.2:  # a new connection now and then
                         await channel.close(None)
                         channel = grpc.aio.insecure_channel(state.grpc)
-            except Exception as exc:  # noqa: BLE001 - counted, the soak goes on
+            except Exception as exc:
                 state.count(f"{kind} error {type(exc).__name__}")
                 await asyncio.sleep(0.2)
     finally:
@@ -319,27 +359,41 @@ def percentile(values: list[float], p: float) -> float:
 async def listeners(rest: str) -> int:
     async with httpx.AsyncClient(timeout=10) as client:
         text = (await client.get(rest + "/metrics")).text
-    return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines() if line.startswith("roomchat_listeners{"))
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in text.splitlines()
+        if line.startswith("roomchat_listeners{")
+    )
 
 
-async def report(state: State, pid: int | None, samples: Any, until: float, every: float) -> list[float]:
-    everything: list[float] = []
-    window: list[float] = []
+def summary(samples: list[tuple[float, float]]) -> str:
+    wall = [s[0] * 1000 for s in samples]
+    busy = [s[1] * 1000 for s in samples]
+    return (
+        f"healthz n={len(wall)} p50 {percentile(wall, 50):6.1f} p99 {percentile(wall, 99):6.1f} "
+        f"max {max(wall, default=float('nan')):6.1f} ms, "
+        f"server CPU meanwhile p99 {percentile(busy, 99):5.0f} max {max(busy, default=float('nan')):5.0f} ms"
+    )
+
+
+async def report(
+    state: State, pid: int | None, samples: Any, until: float, every: float
+) -> list[tuple[float, float]]:
+    everything: list[tuple[float, float]] = []
+    window: list[tuple[float, float]] = []
     started = time.monotonic()
     process = psutil.Process(pid) if pid else None
     next_at = started + every
     while True:
         now = time.monotonic()
         while not samples.empty():
-            window.append(samples.get_nowait()[1])
+            window.append(samples.get_nowait())
         if now >= next_at or now >= until:
             rss = f"{process.memory_info().rss / 2**20:6.0f} MiB" if process else "?"
             fds = process.num_fds() if process else "?"
-            ms = [v * 1000 for v in window]
             print(
                 f"t={now - started:5.0f}s rss {rss} fds {fds} listeners {await listeners(state.rest):4d} "
-                f"healthz n={len(ms)} p50 {percentile(ms, 50):6.1f} p99 {percentile(ms, 99):6.1f} "
-                f"max {max(ms, default=float('nan')):6.1f} ms  load {os.getloadavg()[0]:.2f}",
+                f"{summary(window)}  load {os.getloadavg()[0]:.2f}",
                 flush=True,
             )
             everything += window
@@ -358,7 +412,9 @@ async def main(args: argparse.Namespace) -> None:
         print(f"filled {args.rooms} rooms x {args.history} in {time.monotonic() - filled:.0f} s", flush=True)
         until = time.monotonic() + args.seconds
         samples: Any = multiprocessing.get_context("spawn").Queue()
-        prober = multiprocessing.get_context("spawn").Process(target=probe, args=(rest, time.time() + args.seconds, samples))
+        prober = multiprocessing.get_context("spawn").Process(
+            target=probe, args=(rest, pid, time.time() + args.seconds, samples)
+        )
         prober.start()
         kinds = ["sse"] * args.clients + ["ws"] * args.clients + ["grpc"] * args.clients
         workers = [asyncio.ensure_future(churn(state, kind, until)) for kind in kinds]
@@ -366,15 +422,13 @@ async def main(args: argparse.Namespace) -> None:
         everything = await report(state, pid, samples, until, args.every)
         await asyncio.gather(*workers, return_exceptions=True)
         prober.join(15)
-        ms = [v * 1000 for v in everything]
-        print(
-            f"whole run: healthz n={len(ms)} p50 {percentile(ms, 50):.1f} p99 {percentile(ms, 99):.1f} "
-            f"max {max(ms, default=float('nan')):.1f} ms; clients {dict(sorted(state.counts.items()))}"
-        )
+        print(f"whole run: {summary(everything)}; clients {dict(sorted(state.counts.items()))}")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=240)
     parser.add_argument("--backend", default="memory")
     parser.add_argument("--history", type=int, default=1000)

@@ -72,10 +72,10 @@ class MemoryBackend(OneProcessPresence):
         self._subscribed.clear()
 
     async def publish(self, room_id: str, user_id: str, text: str) -> Message:
-        return self._append(room_id, user_id, text)
+        return self._append(room_id, user_id, text)[0]
 
-    def _append(self, room_id: str, user_id: str, text: str) -> Message:
-        """Store and broadcast one message; `publish` and `publish_once` share it, awaiting nothing."""
+    def _append(self, room_id: str, user_id: str, text: str) -> tuple[Message, int]:
+        """Store and broadcast one message, awaiting nothing: the message and its time in ms."""
         room = self._rooms.get(room_id)
         if room is None:
             if self._max_rooms and len(self._rooms) >= self._max_rooms:
@@ -94,7 +94,7 @@ class MemoryBackend(OneProcessPresence):
             self._drop_oldest(keep=room[-1])
         if room_id in self._subscribed and self._sink is not None:
             self._sink.message(message)
-        return message
+        return message, now
 
     def _drop_oldest(self, keep: Stored) -> None:
         """Drop the oldest messages of the least recently active rooms until under budget."""
@@ -121,8 +121,8 @@ class MemoryBackend(OneProcessPresence):
         kept = self._keys.get(room_id, user_id, key, now)
         if kept is not None:
             return Posted(replayed(self._find(room_id, kept.message_key), room_id, user_id, text, kept), True)
-        message = self._append(room_id, user_id, text)
-        self._keys.put(message, key, now)
+        message, time_ms = self._append(room_id, user_id, text)
+        self._keys.put(message, key, time_ms)
         return Posted(message)
 
     def _find(self, room_id: str, key: tuple[int, int]) -> Message | None:
