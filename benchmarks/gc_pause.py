@@ -61,7 +61,8 @@ async def main(rooms: int, history: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     parser.add_argument("--rooms", type=int, default=200)
     parser.add_argument("--history", type=int, default=1000)
     args = parser.parse_args()

@@ -27,8 +27,8 @@ dict holds nothing the garbage collector tracks, so it is not tracked either: a 
 of a million of them costs a full collection nothing (a Message object per stored
 message would be walked at every one: 170 ms for 200,000)."""
 
-_ID, _USER, _TEXT, _TIME, _MS, _SEQ, _COST, _RELEASED = range(8)
-_FIELDS = _RELEASED + 1  # codecs' ids are addresses, far above these
+_ID, _USER, _TEXT, _TIME, _MS, _SEQ, _COST = range(7)  # codecs' ids are addresses, far above
+# _COST: what the message is counted for in its Ledger; -1 once it has left history.
 _CODECS: set[Codec] = set()
 
 # What a stored message costs besides its text and encodings: the dict and its
@@ -48,29 +48,33 @@ class Ledger:
         self.bytes = 0
 
     def store(self, message: Message) -> Stored:
-        """`message` as kept in history, counted from now on."""
-        stored = message._encoded
-        stored[_ID], stored[_USER], stored[_TEXT] = message.id, message.user_id, message.text
-        stored[_TIME], (stored[_MS], stored[_SEQ]) = message.time, message.key
-        stored[_COST] = cost = stored_cost(stored)
-        message.ledger = self
+        """`message` as kept in history, counted from now on: the dict, its strings (the
+        text at its real size and, for a text that is not ASCII, the UTF-8 copy protobuf
+        caches inside the str), and its encodings, those made later included."""
+        text = message.text
+        ms, seq = message.key
+        stored: Stored = {
+            _ID: message.id, _USER: message.user_id, _TEXT: text, _TIME: message.time, _MS: ms, _SEQ: seq
+        }
+        cost = STORED_OVERHEAD + sys.getsizeof(text) + len(message.user_id)
+        if not text.isascii():
+            cost += len(text.encode()) + 1
+        if message._encoded:  # encoded before it was stored
+            _CODECS.update(message._encoded)
+            for codec, data in message._encoded.items():
+                stored[id(codec)] = data
+                cost += len(data) + ENCODING_OVERHEAD
+        stored[_COST] = cost
+        message._stored, message.ledger = stored, self
         self.bytes += cost
         return stored
 
     def release(self, stored: Stored) -> None:
         """`stored` leaves history: no longer counted, nor its later encodings."""
-        if _RELEASED not in stored:
-            stored[_RELEASED] = 0
-            self.bytes -= stored[_COST]
-
-
-def stored_cost(stored: Stored) -> int:
-    """What a stored message holds: the dict, its strings (the text at its real size, and
-    for a text that is not ASCII the UTF-8 copy protobuf caches inside the str), its encodings."""
-    text: str = stored[_TEXT]
-    utf8 = 0 if text.isascii() else len(text.encode()) + 1
-    encodings = sum(len(v) + ENCODING_OVERHEAD for k, v in stored.items() if k >= _FIELDS)
-    return STORED_OVERHEAD + sys.getsizeof(text) + utf8 + len(stored[_USER]) + encodings
+        cost = stored[_COST]
+        if cost >= 0:
+            self.bytes -= cost
+            stored[_COST] = -1
 
 
 def stored_key(stored: Stored) -> IdKey:
@@ -85,10 +89,12 @@ class Message:
     """One message. Immutable by convention; `encode` caches per codec.
 
     A message restored from a backend's history (`restored`) shares that stored
-    dict as its cache, so what one listener encodes every later replay reuses.
+    dict, so what one listener encodes every later replay reuses. Each Message
+    also keeps its own cache by codec in front of it: the lookup every delivery
+    makes stays one dict lookup, as before history was stored untracked.
     """
 
-    __slots__ = ("_encoded", "id", "key", "ledger", "room_id", "text", "time", "user_id")
+    __slots__ = ("_encoded", "_stored", "id", "key", "ledger", "room_id", "text", "time", "user_id")
 
     def __init__(self, id: str, room_id: str, user_id: str, text: str, time: str) -> None:
         self.id = id
@@ -97,7 +103,8 @@ class Message:
         self.text = text
         self.time = time
         self.key: IdKey = id_key(id) or (0, 0)
-        self._encoded: Stored = {}
+        self._encoded: dict[Codec, bytes] = {}
+        self._stored: Stored | None = None  # shared with a backend's history, if stored there
         self.ledger: Ledger | None = None
 
     @classmethod
@@ -106,24 +113,30 @@ class Message:
         message = cls.__new__(cls)
         message.id, message.room_id, message.user_id = stored[_ID], room_id, stored[_USER]
         message.text, message.time, message.key = stored[_TEXT], stored[_TIME], (stored[_MS], stored[_SEQ])
-        message._encoded, message.ledger = stored, ledger
+        message._encoded, message._stored, message.ledger = {}, stored, ledger
         return message
 
     def encode(self, codec: Codec) -> bytes:
         """The bytes of this message in one wire format, computed once."""
         try:
-            return self._encoded[id(codec)]  # type: ignore[no-any-return]
+            return self._encoded[codec]
         except KeyError:
             return self._encode(codec)
 
     def _encode(self, codec: Codec) -> bytes:
+        stored = self._stored
+        if stored is None:
+            data = self._encoded[codec] = codec(self)
+            return data
         _CODECS.add(codec)
-        cache = self._encoded
-        data = cache[id(codec)] = codec(self)
-        if self.ledger is not None and _RELEASED not in cache:  # still in history: counted
-            cache[_COST] += len(data) + ENCODING_OVERHEAD
-            self.ledger.bytes += len(data) + ENCODING_OVERHEAD
-        return data
+        shared: bytes | None = stored.get(id(codec))
+        if shared is None:
+            shared = stored[id(codec)] = codec(self)
+            if self.ledger is not None and stored[_COST] >= 0:  # still in history: counted
+                stored[_COST] += len(shared) + ENCODING_OVERHEAD
+                self.ledger.bytes += len(shared) + ENCODING_OVERHEAD
+        self._encoded[codec] = shared
+        return shared
 
     def to_dict(self) -> dict[str, str]:
         return {

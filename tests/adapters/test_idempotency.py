@@ -7,8 +7,8 @@ import grpc
 import httpx
 
 from roomchat.adapters.grpc.generated import message_pb2 as pb
-from tests.adapters.grpc.client import room_stub
 from roomchat.bootstrap import ServiceSettings
+from tests.adapters.grpc.client import room_stub
 from tests.support import serve
 from tests.ws_client import ws_connect
 
@@ -72,7 +72,7 @@ async def test_grpc_metadata_idempotency_key() -> None:
             raise AssertionError("a bad key was accepted")
 
 
-async def test_a_retry_after_its_message_left_history_is_answered_not_stored(client: httpx.AsyncClient) -> None:
+async def test_a_retry_after_its_message_left_history_is_answered(client: httpx.AsyncClient) -> None:
     async with serve("rest", service_settings=ServiceSettings(history=5)) as server:
         url, key = server.url() + "/api/room/r", {"idempotency-key": "k"}
         first = await client.post(url, json={"userId": "ann", "text": "once"}, headers=key)

@@ -14,11 +14,13 @@ from roomchat.testing.backend_suite import BackendCase, BackendSuite
 @pytest.fixture(params=["memory", "sqlite", "sqlite-full", "redis"])
 def backend_case(request: pytest.FixtureRequest, tmp_path: Path) -> BackendCase:
     if request.param == "memory":
-        return BackendCase("memory", clocked=lambda settings, clock: MemoryBackend("memory", settings, clock=clock))
+        return BackendCase("memory", clocked=lambda s, clock: MemoryBackend("memory", s, clock=clock))
     if request.param.startswith("sqlite"):
         url = f"sqlite:///{tmp_path}/chat.db" + ("?sync=full" if request.param == "sqlite-full" else "")
         return BackendCase(
-            url, survives_restart=True, clocked=lambda settings, clock: SqliteBackend(url, settings, clock=clock)
+            url,
+            survives_restart=True,
+            clocked=lambda settings, clock: SqliteBackend(url, settings, clock=clock),
         )
     redis = request.getfixturevalue("redis")
     return BackendCase(redis.url, survives_restart=True, cut=redis.kill, restore=redis.start)

@@ -13,8 +13,8 @@ import redis.asyncio as aioredis
 from roomchat.backends import backend_from_url
 from roomchat.backends.redis import RedisBackend
 from roomchat.core import BackendUnavailable, Message, ValidationError
-from roomchat.core.idempotency import fingerprint
 from roomchat.core.errors import Overloaded
+from roomchat.core.idempotency import fingerprint
 from roomchat.core.message import format_time, id_key
 from roomchat.core.ports import BackendSettings
 from roomchat.testing.backend_suite import RecordingSink

@@ -34,8 +34,8 @@ async def kept(client: httpx.AsyncClient, room: str) -> list[str]:
 
 
 async def test_past_history_bytes_the_least_recently_active_room_loses_its_oldest_first() -> None:
-    # 64 KiB holds a score of 1000-character texts (each counted with the memory it takes).
-    with roomchat_process("--adapter", "rest", "--port", "rest=0", "--history-bytes", "64KiB") as server:
+    # 48 KiB holds 15 1000-character texts (each counted with the memory it takes: about 3.1 KB).
+    with roomchat_process("--adapter", "rest", "--port", "rest=0", "--history-bytes", "48KiB") as server:
         base = server.urls["rest"]
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
             old = await post(client, "old", 12)
@@ -65,15 +65,16 @@ async def test_history_bytes_holds_rss_with_every_transport_listening(char: str)
     (each wire format's encoding cached on every message) and texts of 1- to 4-byte characters."""
     text = char * 4096
     args = ("--adapter", "rest", "--adapter", "grpc", "--port", "rest=0", "--port", "grpc=0")
-    with roomchat_process(*args, "--history", "100000", "--history-bytes", f"{CAP_MIB}MiB", expect=2) as server:
+    args += ("--history", "100000", "--history-bytes", f"{CAP_MIB}MiB")
+    with roomchat_process(*args, expect=2) as server:
         rest, process = server.urls["rest"], psutil.Process(server.proc.pid)
-        async with httpx.AsyncClient(base_url=rest, timeout=30) as client, _listeners(server.urls) as received:
-            await _post_texts(client, text, 30)
+        async with _listeners(server.urls) as received, httpx.AsyncClient(base_url=rest, timeout=30) as web:
+            await _post_texts(web, text, 30)
             base = process.memory_info().rss
             posted = 0
             # Four times the cap, counted at the mere UTF-8 size of each text once per listener.
             while posted * len(text.encode()) * 4 < 4 * CAP_MIB * 2**20:
-                posted += await _post_texts(client, text, 40)
+                posted += await _post_texts(web, text, 40)
             expected = (posted + 30) * len(text.encode())
             try:
                 await _until(lambda: min(received) >= 0.95 * expected)  # the last may wait on a window
@@ -107,13 +108,16 @@ async def _listeners(urls: dict[str, str]) -> AsyncIterator[list[int]]:
     received = [0, 0, 0]
 
     async def sse() -> None:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=None)) as client:
-            async with client.stream("GET", urls["rest"] + "/api/stream/big") as answer:
-                async for chunk in answer.aiter_bytes():
-                    received[0] += len(chunk)
+        async with (
+            httpx.AsyncClient(timeout=httpx.Timeout(30, read=None)) as client,
+            client.stream("GET", urls["rest"] + "/api/stream/big") as answer,
+        ):
+            async for chunk in answer.aiter_bytes():
+                received[0] += len(chunk)
 
     async def ws() -> None:
-        async with websockets.connect(ws_url(urls["rest"]), subprotocols=[Subprotocol("roomchat.v1")]) as conn:
+        protocol = [Subprotocol("roomchat.v1")]
+        async with websockets.connect(ws_url(urls["rest"]), subprotocols=protocol) as conn:
             await conn.send(json.dumps({"type": "subscribe", "roomId": "big"}))
             async for frame in conn:
                 received[1] += len(frame.encode() if isinstance(frame, str) else frame)
