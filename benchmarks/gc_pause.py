@@ -40,7 +40,7 @@ class _Discarding:
 
 async def main(rooms: int, history: int) -> None:
     backend = MemoryBackend("memory", BackendSettings(history=history, history_bytes=0, max_rooms=0))
-    await backend.start(_Discarding())  # type: ignore[arg-type]
+    await backend.start(_Discarding())
     gc.collect()
     gc.freeze()
     tracked = len(gc.get_objects())

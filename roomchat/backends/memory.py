@@ -118,11 +118,12 @@ class MemoryBackend(OneProcessPresence):
         """
         now = self._clock()
         self._keys.prune(now)
-        kept = self._keys.get(room_id, user_id, key, now)
+        slot = self._keys.slot(room_id, user_id, key)
+        kept = self._keys.get(slot, now)
         if kept is not None:
             return Posted(replayed(self._find(room_id, kept.message_key), room_id, user_id, text, kept), True)
         message, time_ms = self._append(room_id, user_id, text)
-        self._keys.put(message, key, time_ms)
+        self._keys.put(slot, message, time_ms)
         return Posted(message)
 
     def _find(self, room_id: str, key: tuple[int, int]) -> Message | None:

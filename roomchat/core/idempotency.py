@@ -66,18 +66,20 @@ class KeptKeys:
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._table: OrderedDict[bytes, bytes] = OrderedDict()
+        self._pruned = 0  # when expired keys were last dropped (ms): at most once a second
 
     def __len__(self) -> int:
         return len(self._table)
 
     @staticmethod
-    def _slot(room_id: str, user_id: str, key: str) -> bytes:
+    def slot(room_id: str, user_id: str, key: str) -> bytes:
+        """Where a key is kept: 16 bytes for the key, its user and its room."""
         # The lengths keep room, user and key apart whatever characters they hold.
         joined = f"{len(room_id)}:{room_id}{len(user_id)}:{user_id}{key}"
         return hashlib.blake2b(joined.encode(), digest_size=16).digest()
 
-    def get(self, room_id: str, user_id: str, key: str, now_ms: int) -> KeptKey | None:
-        record = self._table.get(self._slot(room_id, user_id, key))
+    def get(self, slot: bytes, now_ms: int) -> KeptKey | None:
+        record = self._table.get(slot)
         if record is None:
             return None
         ms, seq, time_ms, text = _RECORD.unpack(record)
@@ -85,15 +87,17 @@ class KeptKeys:
             return None
         return KeptKey((ms, seq), time_ms, text)
 
-    def put(self, message: Message, key: str, time_ms: int) -> None:
-        """Keep `key` for `message`, stored at `time_ms` (its time)."""
-        slot = self._slot(message.room_id, message.user_id, key)
+    def put(self, slot: bytes, message: Message, time_ms: int) -> None:
+        """Keep the key of `slot` for `message`, stored at `time_ms` (its time)."""
         self._table.pop(slot, None)  # an expired one of the same name: the new one goes to the back
         self._table[slot] = _RECORD.pack(*message.key, time_ms, fingerprint(message.text))
 
     def prune(self, now_ms: int) -> None:
-        """Drop the expired keys, and the oldest past `limit`."""
+        """Drop the expired keys (at most once a second), and the oldest past `limit`."""
         table = self._table
+        if now_ms < self._pruned + 1000 and len(table) <= self._limit:
+            return
+        self._pruned = now_ms
         while table:
             slot = next(iter(table))
             if len(table) <= self._limit and _RECORD.unpack(table[slot])[2] + KEY_TTL_MS > now_ms:

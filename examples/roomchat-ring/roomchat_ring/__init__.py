@@ -73,12 +73,13 @@ class RingBackend:
         answers from those (roomchat.core.idempotency)."""
         now = time.time_ns() // 1_000_000
         self.keys.prune(now)
-        kept = self.keys.get(room_id, user_id, key, now)
+        slot = self.keys.slot(room_id, user_id, key)
+        kept = self.keys.get(slot, now)
         if kept is not None:
             first = next((m for m in self.rings.get(room_id, ()) if m.key == kept.message_key), None)
             return Posted(replayed(first, room_id, user_id, text, kept), replayed=True)
         message = self.store(room_id, user_id, text, now)
-        self.keys.put(message, key, now)
+        self.keys.put(slot, message, now)
         return Posted(message)
 
     async def replay(self, room_id: str, after: str) -> Replay:
