@@ -110,8 +110,7 @@ class RingBackend:
 
     async def delete(self, room_id: str) -> None:
         if self.rings.pop(room_id, None) is not None:
-            self.names.remove(room_id)
-            self.keys = {k: m for k, m in self.keys.items() if k[0] != room_id}
+            self.names.remove(room_id)  # its keys stay: a retry must not post it again
         if self.sink is not None:
             self.sink.deleted(room_id)
 
