@@ -17,18 +17,8 @@ from roomchat.core import BackendUnavailable, ValidationError
 from roomchat.core.idempotency import KEY_TTL_MS
 from roomchat.core.message import format_time
 from roomchat.core.ports import BackendSettings
-from roomchat.testing.backend_suite import RecordingSink
+from roomchat.testing.backend_suite import RecordingSink, SteppedClock
 from tests.support import roomchat_process
-
-
-class SteppedClock:
-    """A wall clock the test sets: milliseconds since the epoch."""
-
-    def __init__(self, ms: int) -> None:
-        self.ms = ms
-
-    def __call__(self) -> int:
-        return self.ms
 
 
 async def _started(path: Path, clock: SteppedClock, history: int = 1000) -> SqliteBackend:
