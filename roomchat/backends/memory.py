@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Sequence
 from itertools import islice
@@ -11,27 +11,26 @@ from sortedcontainers import SortedList
 
 from roomchat.backends.one_process import OneProcess
 from roomchat.core.errors import Overloaded
-from roomchat.core.ids import Clock, IdSequence, wall_ms
-from roomchat.core.message import Message, format_time, id_key
-from roomchat.core.ports import KEY_TTL, BackendSettings, BackendSink, Posted, Replay
+from roomchat.core.idempotency import KEY_COST, KeptKeys, replayed
+from roomchat.core.ids import Clock, IdSequence, boot_range, wall_ms
+from roomchat.core.message import Ledger, Message, Stored, format_time, id_key, stored_id, stored_key
+from roomchat.core.ports import BackendSettings, BackendSink, Posted, Replay
 
-# What one stored message holds besides its text, roughly: the object, its id,
-# time and user strings, and the cache of its encodings (about twice the text).
-MESSAGE_OVERHEAD = 480
 SHRINK_AT = 4096  # rooms: below a quarter of the peak past this, the room table is rebuilt
-
-
-def message_cost(message: Message) -> int:
-    """Bytes of memory a stored message is counted for against `history_bytes`."""
-    return MESSAGE_OVERHEAD + 3 * len(message.text) + len(message.user_id)
+KEYS_WITHOUT_BUDGET = 1_000_000  # idempotency keys kept at most when history_bytes is off
 
 
 class MemoryBackend(OneProcess):
     """Keeps the last `history` messages of each room in this process.
 
     Ids are `<milliseconds>-<sequence>` like Redis stream ids, and never go
-    back within the process whatever the clock does. Past `history_bytes`, the
-    oldest messages of the least recently active rooms are dropped first.
+    back within the process whatever the clock does; each boot takes its
+    sequence numbers from a random range of its own, so a restart with the
+    clock stepped back gives no id of an earlier run. Past `history_bytes`
+    (every stored message counted at what it holds, encodings included; see
+    Ledger), the oldest messages of the least recently active rooms are dropped
+    first. Messages are kept as `Stored` dicts, which the garbage collector does
+    not track, so a full history costs a collection nothing.
     """
 
     def __init__(
@@ -45,19 +44,25 @@ class MemoryBackend(OneProcess):
         self._history = settings.history
         self._max_rooms = settings.max_rooms
         self._budget = settings.history_bytes
-        self._bytes = 0
+        self._ledger = Ledger()
         # Least recently active first: where history_bytes drops messages from.
         # Each room's history is a list, not a deque: a deque takes a 64-slot
         # block (over 500 bytes, from malloc) even for one message.
-        self._rooms: OrderedDict[str, list[Message]] = OrderedDict()
+        self._rooms: OrderedDict[str, list[Stored]] = OrderedDict()
         self._peak_rooms = 0
         self._index: SortedList[str] = SortedList()  # room ids in order: pages without a sort
         self._subscribed: set[str] = set()
-        self._ids = IdSequence(clock)
-        # Idempotency keys by room: (userId, key) -> message, in the order stored; a
-        # key is forgotten once its message has left history (or after KEY_TTL).
-        self._keys: dict[str, dict[tuple[str, str], Message]] = {}
+        self._clock = clock
+        self._ids = IdSequence(clock, base=boot_range())
+        # Idempotency keys for 24 h, whatever becomes of their messages; a quarter of
+        # history_bytes at most (about 200,000 keys at the default 256 MiB).
+        self._keys = KeptKeys(self._budget // 4 // KEY_COST if self._budget else KEYS_WITHOUT_BUDGET)
         self._sink: BackendSink | None = None
+
+    @property
+    def history_bytes(self) -> int:
+        """Bytes of memory the stored messages hold now, as counted against `history_bytes`."""
+        return self._ledger.bytes
 
     async def start(self, sink: BackendSink) -> None:
         self._sink = sink
@@ -66,10 +71,10 @@ class MemoryBackend(OneProcess):
         self._subscribed.clear()
 
     async def publish(self, room_id: str, user_id: str, text: str) -> Message:
-        return self._append(room_id, user_id, text)
+        return self._append(room_id, user_id, text)[0]
 
-    def _append(self, room_id: str, user_id: str, text: str) -> Message:
-        """Store and broadcast one message; `publish` and `publish_once` share it, awaiting nothing."""
+    def _append(self, room_id: str, user_id: str, text: str) -> tuple[Message, int]:
+        """Store and broadcast one message, awaiting nothing: the message and its time in ms."""
         room = self._rooms.get(room_id)
         if room is None:
             if self._max_rooms and len(self._rooms) >= self._max_rooms:
@@ -82,22 +87,22 @@ class MemoryBackend(OneProcess):
         (ms, seq), now = self._ids.next()
         message = Message(f"{ms}-{seq}", room_id, user_id, text, format_time(now))
         if len(room) >= self._history:
-            self._bytes -= message_cost(room.pop(0))  # moves `history` pointers: cheap next to a post
-        room.append(message)
-        self._bytes += message_cost(message)
-        if self._budget and self._bytes > self._budget:
-            self._drop_oldest(keep=message)
+            self._ledger.release(room.pop(0))  # moves `history` pointers: cheap next to a post
+        room.append(self._ledger.store(message))
+        if self._budget and self._ledger.bytes > self._budget:
+            self._drop_oldest(keep=room[-1])
         if room_id in self._subscribed and self._sink is not None:
             self._sink.message(message)
-        return message
+        return message, now
 
-    def _drop_oldest(self, keep: Message) -> None:
+    def _drop_oldest(self, keep: Stored) -> None:
         """Drop the oldest messages of the least recently active rooms until under budget."""
-        while self._bytes > self._budget and self._rooms:
+        ledger = self._ledger
+        while ledger.bytes > self._budget and self._rooms:
             room_id, room = next(iter(self._rooms.items()))
             drop = 0
-            while drop < len(room) and self._bytes > self._budget and room[drop] is not keep:
-                self._bytes -= message_cost(room[drop])
+            while drop < len(room) and ledger.bytes > self._budget and room[drop] is not keep:
+                ledger.release(room[drop])
                 drop += 1
             del room[:drop]
             if room:
@@ -107,54 +112,50 @@ class MemoryBackend(OneProcess):
     async def publish_once(self, room_id: str, user_id: str, text: str, key: str) -> Posted:
         """`publish` plus one lookup and one store; atomic for free, as nothing here awaits.
 
-        A key answers only while its message is still in history (and for at most
-        KEY_TTL). Keys of messages that left are dropped in one sweep once they could
-        outnumber the room's history, so no post pays for more than its own key.
+        A key answers for 24 hours, also once its message has left history
+        (roomchat.core.idempotency says how).
         """
-        keys = self._keys.get(room_id)
-        slot = (user_id, key)
-        if keys is not None:
-            earlier = keys.get(slot)
-            # Keys exist only for a room with history: room[0] is its oldest message.
-            if (
-                earlier is not None
-                and earlier.key >= self._rooms[room_id][0].key
-                and earlier.key[0] > (time.time() - KEY_TTL) * 1000
-            ):
-                return Posted(earlier, replayed=True)
-        message = self._append(room_id, user_id, text)
-        if keys is None:
-            keys = self._keys[room_id] = {}
-        keys[slot] = message
-        if len(keys) > 2 * len(self._rooms[room_id]) + 8:
-            self._forget_keys(room_id, keys)
+        now = self._clock()
+        self._keys.prune(now)
+        slot = self._keys.slot(room_id, user_id, key)
+        kept = self._keys.get(slot, now)
+        if kept is not None:
+            return Posted(replayed(self._find(room_id, kept.message_key), room_id, user_id, text, kept), True)
+        message, time_ms = self._append(room_id, user_id, text)
+        self._keys.put(slot, message, time_ms)
         return Posted(message)
 
-    def _forget_keys(self, room_id: str, keys: dict[tuple[str, str], Message]) -> None:
-        """Drop the keys whose messages left history."""
-        oldest = self._rooms[room_id][0].key
-        self._keys[room_id] = {k: m for k, m in keys.items() if m.key >= oldest}
+    def _find(self, room_id: str, key: tuple[int, int]) -> Message | None:
+        """The message with this id key, if the room's history still holds it."""
+        room = self._rooms.get(room_id, [])
+        index = bisect_left(room, key, key=stored_key)
+        if index < len(room) and stored_key(room[index]) == key:
+            return Message.restored(room_id, room[index], self._ledger)
+        return None
+
+    def _messages(self, room_id: str, stored: list[Stored]) -> list[Message]:
+        ledger = self._ledger
+        return [Message.restored(room_id, s, ledger) for s in stored]
 
     async def replay(self, room_id: str, after: str) -> Replay:
         room = self._rooms.get(room_id, [])
         for index in range(len(room) - 1, -1, -1):
-            if room[index].id == after:
-                return Replay(room[index + 1 :], True)
-        return Replay(room[:], False, room[0].id if room else None)
+            if stored_id(room[index]) == after:
+                return Replay(self._messages(room_id, room[index + 1 :]), True)
+        return Replay(self._messages(room_id, room), False, stored_id(room[0]) if room else None)
 
     async def history(self, room_id: str, limit: int, after: str | None, before: str | None) -> list[Message]:
         room = self._rooms.get(room_id, [])
         if after is not None:
-            floor = id_key(after) or (0, 0)
-            return [m for m in room if m.key > floor][:limit]
-        if before is not None:
-            ceiling = id_key(before) or (0, 0)
-            room = [m for m in room if m.key < ceiling]
-        return room[-limit:]
+            start = bisect_right(room, id_key(after) or (0, 0), key=stored_key)
+            return self._messages(room_id, room[start : start + limit])
+        end = len(room) if before is None else bisect_left(room, id_key(before) or (0, 0), key=stored_key)
+        return self._messages(room_id, room[max(0, end - limit) : end])
 
     async def last_ids(self, room_ids: Sequence[str]) -> dict[str, str | None]:
         rooms = self._rooms
-        return {room_id: room[-1].id if (room := rooms.get(room_id)) else None for room_id in room_ids}
+        newest = {room_id: rooms.get(room_id) for room_id in room_ids}
+        return {room_id: stored_id(room[-1]) if room else None for room_id, room in newest.items()}
 
     async def rooms(self, limit: int, after: str | None) -> list[str]:
         names = self._index.irange(minimum=after, inclusive=(False, True)) if after else self._index
@@ -168,8 +169,8 @@ class MemoryBackend(OneProcess):
 
     def _forget(self, room_id: str) -> None:
         room = self._rooms.pop(room_id)
-        self._keys.pop(room_id, None)
-        self._bytes -= sum(message_cost(m) for m in room)
+        for stored in room:
+            self._ledger.release(stored)
         self._index.remove(room_id)
         # A dict never shrinks by itself: after most rooms are gone its table
         # would keep their slots forever. Rebuild it smaller.

@@ -31,8 +31,9 @@ from redis.exceptions import RedisError, ResponseError
 from roomchat.backends import redis_lua
 from roomchat.backends.redis_connect import RedisConnector
 from roomchat.core.errors import BackendUnavailable, Overloaded
+from roomchat.core.idempotency import KEY_TTL, KeptKey, fingerprint, replayed
 from roomchat.core.message import Message, format_time, id_key
-from roomchat.core.ports import KEY_TTL, BackendSettings, BackendSink, Posted, Replay
+from roomchat.core.ports import BackendSettings, BackendSink, Posted, Replay
 from roomchat.core.presence import PresencePart
 
 ROOM_PREFIX = "roomchat:room:"
@@ -40,7 +41,7 @@ ROOM_INDEX = "roomchat:room-index"  # sorted set (all scores 0) of rooms that ha
 LEGACY_ROOMS = "roomchat:rooms"  # the plain set older versions kept; moved into ROOM_INDEX at start
 FLOOR = "roomchat:id-floor"  # the largest id a deleted room ever had: a new stream starts above it
 BUCKET_PREFIX = "roomchat:rate:"  # a token bucket per user or client IP: {tokens, at}
-KEY_PREFIX = "roomchat:key:"  # an idempotency key: "<message id> <text>", for KEY_TTL seconds
+KEY_PREFIX = "roomchat:key:"  # an idempotency key: "<message id>#<text fingerprint>", for KEY_TTL seconds
 DELETED = "roomchat:deleted"  # pub/sub channel: {"roomId", "node"}
 PRESENCE_PREFIX = "roomchat:presence:"  # hash per room: node -> "<deadline ms> <part JSON>"
 PRESENCE_CHANGED = "roomchat:presence-changed"  # pub/sub channel: {"roomId", "node"}
@@ -186,11 +187,16 @@ class RedisBackend:
         script = self._script(redis_lua.PUBLISH_ONCE)
         keys = [ROOM_PREFIX + room_id, ROOM_INDEX, FLOOR, _key_name(room_id, user_id, key)]
         args: list[str | int] = [room_id, self._history, self._max_rooms, user_id, text, KEY_TTL]
+        args.append(fingerprint(text).hex())
         answer = await self._store(script, keys, args)
         if answer is None:
             raise Overloaded("too many rooms")
-        stored, entry_id, first_text = answer
-        return Posted(_message(room_id, str(entry_id), user_id, str(first_text)), replayed=not int(stored))
+        stored, entry_id, kept, is_text = int(answer[0]), str(answer[1]), str(answer[2]), int(answer[3])
+        if is_text:  # the message as stored, or a retry's answer while history still has its text
+            return Posted(_message(room_id, entry_id, user_id, kept), replayed=not stored)
+        ms, seq = _key(entry_id)
+        first = replayed(None, room_id, user_id, text, KeptKey((ms, seq), ms, bytes.fromhex(kept)))
+        return Posted(first, replayed=True)
 
     async def _store(self, script: AsyncScript, keys: list[str], args: list[str | int]) -> Any:
         """Run a storing script; with `?wait=N`, answer only once N replicas have what it wrote.

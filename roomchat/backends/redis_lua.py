@@ -32,22 +32,33 @@ redis.call('ZADD', index, 0, room)
 PUBLISH = _STORE + "return added\n"
 
 # `PUBLISH` and an idempotency key in one step. KEYS: as PUBLISH, then the key's
-# name; ARGV: as PUBLISH, then the key's lifetime in seconds. The key's value is
-# the first message's id and text, so a retry answers it even once it has left
-# history. Answers {1, id, text} when stored, {0, id, text} for a replay, nil
-# when the room would pass max rooms.
+# name; ARGV: as PUBLISH, then the key's lifetime in seconds and the text's
+# fingerprint (hex). The key's value is "<message id>#<fingerprint>", not the text
+# (roomchat.core.idempotency). Answers {1, id, text, 1} when stored; for a retry
+# {0, id, text, 1} while history (or an older roomchat's "<id> <text>" value) has
+# the text, else {0, id, fingerprint, 0}; nil when the room would pass max rooms.
 PUBLISH_ONCE = (
     """
 local first = redis.call('GET', KEYS[4])
 if first then
   local space = string.find(first, ' ', 1, true)
-  return {0, string.sub(first, 1, space - 1), string.sub(first, space + 1)}
+  if space then return {0, string.sub(first, 1, space - 1), string.sub(first, space + 1), 1} end
+  local hash = string.find(first, '#', 1, true)
+  local id = string.sub(first, 1, hash - 1)
+  local entry = redis.call('XRANGE', KEYS[1], id, id)
+  if #entry > 0 then
+    local fields = entry[1][2]
+    for i = 1, #fields, 2 do
+      if fields[i] == 'text' then return {0, id, fields[i + 1], 1} end
+    end
+  end
+  return {0, id, string.sub(first, hash + 1), 0}
 end
 """
     + _STORE
     + """
-redis.call('SET', KEYS[4], added .. ' ' .. ARGV[5], 'EX', ARGV[6])
-return {1, added, ARGV[5]}
+redis.call('SET', KEYS[4], added .. '#' .. ARGV[7], 'EX', ARGV[6])
+return {1, added, ARGV[5], 1}
 """
 )
 

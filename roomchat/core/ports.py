@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from roomchat.core.idempotency import KEY_TTL as KEY_TTL  # where plugins found it
 from roomchat.core.identity import Identity
 from roomchat.core.limits import DEFAULT_HISTORY_BYTES, DEFAULT_MAX_ROOMS
 from roomchat.core.listener import Listener
@@ -15,7 +16,6 @@ from roomchat.core.message import Message
 from roomchat.core.presence import PresencePart, RoomPresence
 
 DEFAULT_HISTORY = 1000
-KEY_TTL = 24 * 3600  # seconds an idempotency key answers its first message
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,8 +255,10 @@ class KeyedPosts(Protocol):
 
         The key and the message are stored together (atomically), so a post whose
         answer was lost is never stored twice, whichever process gets the retry.
-        Keys live at most KEY_TTL seconds; a backend may forget one sooner once
-        its message has left history.
+        A key answers for KEY_TTL seconds, also once its message has left history
+        (then as roomchat.core.idempotency.replayed says: a retry with another text
+        raises ValidationError); expired keys are dropped, and what is kept per key
+        is bounded (not the text).
         """
         ...
 

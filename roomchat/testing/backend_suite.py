@@ -13,7 +13,8 @@ against theirs (docs/backends.md):
 
     @pytest.fixture
     def backend_case(tmp_path):
-        return BackendCase("mine://...", survives_restart=True)
+        return BackendCase("mine://...", survives_restart=True,
+                           clocked=lambda settings, clock: MyBackend("mine://...", settings, clock=clock))
 
     class TestMyBackend(BackendSuite):
         pass
@@ -33,7 +34,9 @@ from dataclasses import dataclass
 import pytest
 
 from roomchat.backends import backend_from_url
-from roomchat.core.errors import BackendUnavailable, Overloaded
+from roomchat.core.errors import BackendUnavailable, Overloaded, ValidationError
+from roomchat.core.idempotency import KEY_TTL_MS
+from roomchat.core.ids import Clock
 from roomchat.core.message import Message, id_key
 from roomchat.core.ports import Backend, BackendSettings
 
@@ -46,6 +49,19 @@ class BackendCase:
     survives_restart: bool = False  # history is still there when it is opened again
     cut: Callable[[], None] | None = None  # make the backend unreachable (None: it cannot be)
     restore: Callable[[], None] | None = None  # and reachable again
+    # The backend built with a wall clock the test sets (ms since the epoch), for what
+    # takes hours, such as idempotency keys' 24 h (None: those tests are skipped).
+    clocked: Callable[[BackendSettings, Clock], Backend] | None = None
+
+
+class SteppedClock:
+    """A wall clock the test sets: milliseconds since the epoch."""
+
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def __call__(self) -> int:
+        return self.ms
 
 
 class RecordingSink:
@@ -82,9 +98,16 @@ class RecordingSink:
 
 
 @asynccontextmanager
-async def opened(case: BackendCase, **settings: int) -> AsyncIterator[tuple[Backend, RecordingSink]]:
-    """The case's backend, started with `settings` (BackendSettings fields), closed after."""
-    backend = backend_from_url(case.url, BackendSettings(**settings))
+async def opened(
+    case: BackendCase, clock: Clock | None = None, **settings: int
+) -> AsyncIterator[tuple[Backend, RecordingSink]]:
+    """The case's backend, started with `settings` (BackendSettings fields) and `clock`
+    if one is given (the case must be `clocked`), closed after."""
+    if clock is not None:
+        assert case.clocked is not None
+        backend = case.clocked(BackendSettings(**settings), clock)
+    else:
+        backend = backend_from_url(case.url, BackendSettings(**settings))
     sink = RecordingSink()
     await backend.start(sink)
     try:
@@ -189,6 +212,36 @@ class BackendSuite:
             await sink.until(lambda: len(sink.messages) >= 2)
             assert await backend.history("r", 50, None, None) == [first.message, other_user.message]
             assert [m.text for m in sink.messages] == ["once", "mine"]  # the retry was not delivered
+
+    async def test_a_key_outlives_its_message_in_history(self, backend_case: BackendCase) -> None:
+        async with opened(backend_case, history=5) as (backend, sink):
+            await backend.subscribe("r")
+            first = await backend.publish_once("r", "ann", "once", "k1")
+            later = [await backend.publish("r", "bob", f"m{i}") for i in range(12)]
+            assert first.message not in await backend.history("r", 50, None, None)
+            again = await backend.publish_once("r", "ann", "once", "k1")  # the same post, retried
+            assert again.replayed and again.message == first.message  # same id, time and text
+            assert await backend.history("r", 50, None, None) == later[-5:]  # nothing stored twice
+            try:  # another text: answered with the first message while the backend still has it
+                other = await backend.publish_once("r", "ann", "not the same", "k1")
+                assert other.replayed and other.message == first.message  # (Redis trims roughly)
+            except ValidationError:  # else refused: what is kept of a key is not its text
+                pass
+            await sink.until(lambda: len(sink.messages) >= 13)
+            assert len(sink.messages) == 13 and await backend.last_ids(["r"]) == {"r": later[-1].id}
+
+    async def test_a_key_answers_for_24_hours_then_expires(self, backend_case: BackendCase) -> None:
+        if backend_case.clocked is None:
+            pytest.skip("this backend's clock cannot be set")
+        clock = SteppedClock(2_000_000_000_000)
+        async with opened(backend_case, clock, history=5) as (backend, _):
+            first = await backend.publish_once("r", "ann", "once", "k1")
+            clock.ms += KEY_TTL_MS - 1000
+            assert (await backend.publish_once("r", "ann", "once", "k1")).message == first.message
+            clock.ms += 2000
+            later = await backend.publish_once("r", "ann", "once", "k1")
+            assert not later.replayed and later.message.key > first.message.key
+            assert (await backend.publish_once("r", "ann", "once", "k1")).message == later.message
 
     async def test_rooms_are_paged_by_id(self, backend_case: BackendCase) -> None:
         async with opened(backend_case) as (backend, _):

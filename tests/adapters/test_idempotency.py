@@ -7,6 +7,7 @@ import grpc
 import httpx
 
 from roomchat.adapters.grpc.generated import message_pb2 as pb
+from roomchat.bootstrap import ServiceSettings
 from tests.adapters.grpc.client import room_stub
 from tests.support import serve
 from tests.ws_client import ws_connect
@@ -69,3 +70,18 @@ async def test_grpc_metadata_idempotency_key() -> None:
             assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
         else:
             raise AssertionError("a bad key was accepted")
+
+
+async def test_a_retry_after_its_message_left_history_is_answered(client: httpx.AsyncClient) -> None:
+    async with serve("rest", service_settings=ServiceSettings(history=5)) as server:
+        url, key = server.url() + "/api/room/r", {"idempotency-key": "k"}
+        first = await client.post(url, json={"userId": "ann", "text": "once"}, headers=key)
+        for i in range(12):
+            assert (await client.post(url, json={"userId": "bob", "text": f"m{i}"})).status_code == 201
+        again = await client.post(url, json={"userId": "ann", "text": "once"}, headers=key)
+        assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+        assert again.json() == first.json()
+        other = await client.post(url, json={"userId": "ann", "text": "changed"}, headers=key)
+        assert other.status_code == 422 and "another text" in other.json()["message"]
+        history = (await client.get(url + "/messages")).json()["messages"]
+        assert [m["text"] for m in history] == [f"m{i}" for i in range(7, 12)]  # no duplicate

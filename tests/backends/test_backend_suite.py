@@ -6,16 +6,22 @@ from pathlib import Path
 
 import pytest
 
+from roomchat.backends.memory import MemoryBackend
+from roomchat.backends.sqlite import SqliteBackend
 from roomchat.testing.backend_suite import BackendCase, BackendSuite
 
 
 @pytest.fixture(params=["memory", "sqlite", "sqlite-full", "redis"])
 def backend_case(request: pytest.FixtureRequest, tmp_path: Path) -> BackendCase:
     if request.param == "memory":
-        return BackendCase("memory")
+        return BackendCase("memory", clocked=lambda s, clock: MemoryBackend("memory", s, clock=clock))
     if request.param.startswith("sqlite"):
-        sync = "?sync=full" if request.param == "sqlite-full" else ""
-        return BackendCase(f"sqlite:///{tmp_path}/chat.db{sync}", survives_restart=True)
+        url = f"sqlite:///{tmp_path}/chat.db" + ("?sync=full" if request.param == "sqlite-full" else "")
+        return BackendCase(
+            url,
+            survives_restart=True,
+            clocked=lambda settings, clock: SqliteBackend(url, settings, clock=clock),
+        )
     redis = request.getfixturevalue("redis")
     return BackendCase(redis.url, survives_restart=True, cut=redis.kill, restore=redis.start)
 

@@ -12,8 +12,9 @@ import redis.asyncio as aioredis
 
 from roomchat.backends import backend_from_url
 from roomchat.backends.redis import RedisBackend
-from roomchat.core import BackendUnavailable, Message
+from roomchat.core import BackendUnavailable, Message, ValidationError
 from roomchat.core.errors import Overloaded
+from roomchat.core.idempotency import fingerprint
 from roomchat.core.message import format_time, id_key
 from roomchat.core.ports import BackendSettings
 from roomchat.testing.backend_suite import RecordingSink
@@ -251,3 +252,21 @@ async def test_max_rooms_holds_across_processes_racing(redis: RedisServer) -> No
     finally:
         await a.close()
         await b.close()
+
+
+async def test_an_idempotency_key_keeps_no_text_for_24_hours(redis: RedisServer) -> None:
+    async with started(redis.url, history=5) as (backend, _):
+        first = await backend.publish_once("r", "ann", "t" * 3000, "k")
+        raw = aioredis.from_url(redis.url)
+        try:
+            [name] = await raw.keys("roomchat:key:*")
+            value = (await raw.get(name)).decode()
+            assert value == f"{first.message.id}#{fingerprint('t' * 3000).hex()}"  # not the 3 KB text
+            assert 24 * 3600 - 5 <= await raw.ttl(name) <= 24 * 3600
+            await raw.xtrim("roomchat:room:r", maxlen=0)  # as if it had left history
+        finally:
+            await raw.aclose()
+        again = await backend.publish_once("r", "ann", "t" * 3000, "k")
+        assert again.replayed and again.message == first.message
+        with pytest.raises(ValidationError):
+            await backend.publish_once("r", "ann", "another text", "k")

@@ -4,27 +4,21 @@ whatever the clock does, group commit."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from roomchat.backends.sqlite import SqliteBackend
-from roomchat.core import BackendUnavailable
+from roomchat.core import BackendUnavailable, ValidationError
+from roomchat.core.idempotency import KEY_TTL_MS
+from roomchat.core.message import format_time
 from roomchat.core.ports import BackendSettings
-from roomchat.testing.backend_suite import RecordingSink
+from roomchat.testing.backend_suite import RecordingSink, SteppedClock
 from tests.support import roomchat_process
-
-
-class SteppedClock:
-    """A wall clock the test sets: milliseconds since the epoch."""
-
-    def __init__(self, ms: int) -> None:
-        self.ms = ms
-
-    def __call__(self) -> int:
-        return self.ms
 
 
 async def _started(path: Path, clock: SteppedClock, history: int = 1000) -> SqliteBackend:
@@ -134,3 +128,52 @@ async def test_posts_in_a_closed_backend_are_unavailable(tmp_path: Path) -> None
     with pytest.raises(BackendUnavailable):
         await backend.history("r", 5, None, None)
     assert not await backend.ping()
+
+
+async def test_keys_hold_no_text_outlive_history_and_are_pruned_after_24_hours(tmp_path: Path) -> None:
+    clock = SteppedClock(2_000_000_000_000)
+    backend = await _started(tmp_path / "chat.db", clock, history=50)
+    try:
+        text = "x" * 3000
+        posted = []
+        for start in range(0, 2000, 500):  # keyed 3 KB posts, many to a commit
+            batch = [backend.publish_once("r", "ann", text, f"k{i}") for i in range(start, start + 500)]
+            posted += await asyncio.gather(*batch)
+        with sqlite3.connect(tmp_path / "chat.db") as db:
+            count, size = db.execute(
+                "SELECT count(*), sum(length(room) + length(user_id) + length(key) + length(fingerprint))"
+                " FROM keys"
+            ).fetchone()
+        assert count == 2000 and size < 2000 * 40  # a key and a fingerprint, not 3 KB of text
+        again = await backend.publish_once("r", "ann", text, "k0")  # long gone from history
+        assert again.replayed and again.message == posted[0].message
+        with pytest.raises(ValidationError):
+            await backend.publish_once("r", "ann", "another text", "k0")
+        clock.ms += KEY_TTL_MS + 1
+        await backend.publish("r", "ann", "a day later")  # a commit prunes what expired
+        with sqlite3.connect(tmp_path / "chat.db") as db:
+            assert db.execute("SELECT count(*) FROM keys").fetchone() == (0,)
+        assert not (await backend.publish_once("r", "ann", text, "k0")).replayed
+    finally:
+        await backend.close()
+
+
+async def test_keys_kept_by_an_older_version_still_answer(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE idempotency (room TEXT NOT NULL, user_id TEXT NOT NULL, key TEXT NOT NULL,"
+            " id TEXT NOT NULL, text TEXT NOT NULL, time TEXT NOT NULL, expires_ms INTEGER NOT NULL,"
+            " PRIMARY KEY (room, user_id, key)) WITHOUT ROWID"
+        )
+        expires = int(time.time() * 1000) + 3_600_000
+        row = ("r", "ann", "k", "5-0", "hi", format_time(5), expires)
+        db.execute("INSERT INTO idempotency VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+    backend = await _started(path, SteppedClock(int(time.time() * 1000)))
+    try:
+        again = await backend.publish_once("r", "ann", "hi", "k")
+        assert again.replayed and again.message.id == "5-0" and again.message.text == "hi"
+    finally:
+        await backend.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT name FROM sqlite_master WHERE name = 'idempotency'").fetchone() is None

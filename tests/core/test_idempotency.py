@@ -43,24 +43,27 @@ async def test_without_a_key_every_post_is_stored() -> None:
     assert a.message.id != b.message.id and not b.replayed
 
 
-async def test_a_key_lives_as_long_as_its_message_in_history() -> None:
+async def test_a_key_outlives_its_message_in_history() -> None:
     service = await started(history=2)
-    await service.submit_once("r", "ann", "kept?", key="old")
-    assert (await service.submit_once("r", "ann", "kept?", key="old")).replayed
-    for i in range(2):  # pushes the keyed message out of history
+    first = await service.submit_once("r", "ann", "kept?", key="old")
+    for i in range(5):  # pushes the keyed message out of history
         await service.submit("r", "bob", f"filler {i}")
     again = await service.submit_once("r", "ann", "kept?", key="old")
-    assert not again.replayed  # a key is forgotten with its message, bounded like history
-    backend = service._backend
-    assert isinstance(backend, FakeBackend)
-    assert list(backend._keys["r"]) == [("ann", "old")]
+    assert again.replayed and again.message == first.message  # same id, time and text
+    assert [m.text for m in await service.history("r")] == ["filler 3", "filler 4"]  # no duplicate
+    with pytest.raises(ValidationError, match="another text") as refused:
+        await service.submit_once("r", "ann", "changed", key="old")
+    assert refused.value.field == "key"
+    assert service.stats().published == 6
 
 
-async def test_deleting_a_room_forgets_its_keys() -> None:
+async def test_a_key_outlives_its_room() -> None:
     service = await started()
-    await service.submit_once("r", "ann", "hi", key="k")
+    first = await service.submit_once("r", "ann", "hi", key="k")
     await service.delete("r")
-    assert not (await service.submit_once("r", "ann", "hi", key="k")).replayed
+    again = await service.submit_once("r", "ann", "hi", key="k")
+    assert again.replayed and again.message == first.message  # stored once, whatever became of it
+    assert await service.history("r") == []
 
 
 @pytest.mark.parametrize("key", ["", "x" * 65, "naïve", "tab\there", 7])

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from roomchat.backends.one_process import OneProcess
 from roomchat.core import BackendSink, Message
 from roomchat.core.errors import Overloaded
+from roomchat.core.idempotency import KeptKeys, replayed
 from roomchat.core.message import format_time
 from roomchat.core.ports import BackendSettings, Posted, Replay
 
@@ -33,7 +34,7 @@ class RingBackend(OneProcess):
         self.rings: dict[str, deque[Message]] = {}
         self.names: list[str] = []  # room ids in order, for pages of rooms
         self.subscribed: set[str] = set()
-        self.keys: dict[tuple[str, str, str], Message] = {}  # (room, user, key) -> the first post
+        self.keys = KeptKeys(limit=100_000)  # idempotency keys: 24 hours, and at most this many
         self.sink: BackendSink | None = None
         # Ids are `<start ms>-<counter>`: they only grow within the process and
         # start above the last run's, as long as the clock does not go back.
@@ -50,6 +51,9 @@ class RingBackend(OneProcess):
         return True  # nothing to reach; a networked backend says whether it can
 
     async def publish(self, room_id: str, user_id: str, text: str) -> Message:
+        return self.store(room_id, user_id, text, time.time_ns() // 1_000_000)
+
+    def store(self, room_id: str, user_id: str, text: str, now: int) -> Message:
         ring = self.rings.get(room_id)
         if ring is None:
             if self.settings.max_rooms and len(self.rings) >= self.settings.max_rooms:
@@ -57,7 +61,6 @@ class RingBackend(OneProcess):
             ring = self.rings[room_id] = deque(maxlen=self.settings.history)
             bisect.insort(self.names, room_id)
         self.counter += 1
-        now = time.time_ns() // 1_000_000
         message = Message(f"{self.start_ms}-{self.counter}", room_id, user_id, text, format_time(now))
         ring.append(message)  # stored before it is answered or delivered
         if room_id in self.subscribed and self.sink is not None:
@@ -68,12 +71,19 @@ class RingBackend(OneProcess):
         """`publish`, unless this user already posted with this key in this room:
         then nothing is stored or delivered and the first message is the answer.
         Nothing awaits between the look-up and the store, so it is atomic here;
-        a networked backend does both in one transaction or script."""
-        earlier = self.keys.get((room_id, user_id, key))
-        if earlier is not None and room_id in self.rings and earlier in self.rings[room_id]:
-            return Posted(earlier, replayed=True)
-        message = await self.publish(room_id, user_id, text)
-        self.keys[(room_id, user_id, key)] = message  # a real backend also expires them (KEY_TTL)
+        a networked backend does both in one transaction or script.
+        A key answers for 24 hours, also once its message has left the ring:
+        `KeptKeys` keeps its id, time and a fingerprint of its text, and `replayed`
+        answers from those (roomchat.core.idempotency)."""
+        now = time.time_ns() // 1_000_000
+        self.keys.prune(now)
+        slot = self.keys.slot(room_id, user_id, key)
+        kept = self.keys.get(slot, now)
+        if kept is not None:
+            first = next((m for m in self.rings.get(room_id, ()) if m.key == kept.message_key), None)
+            return Posted(replayed(first, room_id, user_id, text, kept), replayed=True)
+        message = self.store(room_id, user_id, text, now)
+        self.keys.put(slot, message, now)
         return Posted(message)
 
     async def replay(self, room_id: str, after: str) -> Replay:
@@ -100,8 +110,7 @@ class RingBackend(OneProcess):
 
     async def delete(self, room_id: str) -> None:
         if self.rings.pop(room_id, None) is not None:
-            self.names.remove(room_id)
-            self.keys = {k: m for k, m in self.keys.items() if k[0] != room_id}
+            self.names.remove(room_id)  # its keys stay: a retry must not post it again
         if self.sink is not None:
             self.sink.deleted(room_id)
 

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from roomchat.backends.one_process import OneProcess
-from roomchat.backends.sqlite.store import SCHEMA, Reads, connect, path_of
+from roomchat.backends.sqlite.store import SCHEMA, Reads, connect, move_old_keys, path_of
 from roomchat.backends.sqlite.writer import Delete, Job, Outcome, Post, Writer
 from roomchat.core.errors import BackendUnavailable
 from roomchat.core.ids import Clock, wall_ms
@@ -76,6 +76,7 @@ class SqliteBackend(OneProcess):
             raise OSError("another roomchat process is using it") from None
         conn = connect(self._path, self._sync)
         conn.executescript(SCHEMA)
+        move_old_keys(conn)
         s = self._settings
         writer = Writer(conn, loop, self._done, history=s.history, max_rooms=s.max_rooms, clock=self._clock)
         writer.trim_to_history()

@@ -3,7 +3,10 @@
 Messages are rows keyed by room and id (`ms`, `seq`: the two parts of
 `<ms>-<seq>`); `rooms` holds each room with history and its message count;
 `meta` holds the last id ever given, so ids never go back, deleted rooms and
-a clock stepped back across a restart included.
+a clock stepped back across a restart included. `keys` holds each idempotency
+key for 24 hours with its message's id and time and its text's fingerprint
+(roomchat.core.idempotency), not the text; `idempotency`, where versions
+before it kept the text too, is moved into it once.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import sqlite3
 from urllib.parse import unquote
 
+from roomchat.core.idempotency import KEY_TTL_MS, fingerprint
+from roomchat.core.ids import wall_ms
 from roomchat.core.message import IdKey, Message, format_time, id_key
 
 SCHEMA = """
@@ -25,20 +30,21 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_room ON messages (room, ms, seq);
 CREATE TABLE IF NOT EXISTS rooms (room TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS idempotency (
+CREATE TABLE IF NOT EXISTS keys (
     room TEXT NOT NULL,
     user_id TEXT NOT NULL,
     key TEXT NOT NULL,
-    id TEXT NOT NULL,
-    text TEXT NOT NULL,
-    time TEXT NOT NULL,
-    expires_ms INTEGER NOT NULL,
+    ms INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    time_ms INTEGER NOT NULL,
+    fingerprint BLOB NOT NULL,
     PRIMARY KEY (room, user_id, key)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS keys_by_time ON keys (time_ms);
 """
 
 _MAX = 2**63 - 1  # SQLite's largest integer: a larger id part is clamped to it
-_COLUMNS = "ms, seq, user_id, text, time_ms"
+COLUMNS = "ms, seq, user_id, text, time_ms"
 
 
 SYNC_MODES = ("normal", "full")
@@ -77,12 +83,31 @@ def connect(path: str, sync: str = "normal") -> sqlite3.Connection:
     return conn
 
 
+def move_old_keys(conn: sqlite3.Connection) -> None:
+    """Move the unexpired keys of the `idempotency` table (text and all) to `keys`, once."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'idempotency'").fetchone():
+        return
+    rows = conn.execute(
+        "SELECT room, user_id, key, id, text, time, expires_ms FROM idempotency WHERE expires_ms > ?",
+        (wall_ms(),),
+    ).fetchall()
+    conn.execute("BEGIN IMMEDIATE")
+    for room, user_id, key, message_id, text, _, expires_ms in rows:
+        ms, seq = clamp(id_key(message_id) or (0, 0))
+        conn.execute(
+            "INSERT OR IGNORE INTO keys VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (room, user_id, key, ms, seq, expires_ms - KEY_TTL_MS, fingerprint(text)),
+        )
+    conn.execute("DROP TABLE idempotency")
+    conn.execute("COMMIT")
+
+
 def clamp(key: IdKey) -> IdKey:
     """An id key SQLite can bind: parts past its largest integer are cut to it."""
     return min(key[0], _MAX), min(key[1], _MAX)
 
 
-def _message(room_id: str, row: tuple[int, int, str, str, int]) -> Message:
+def message_of(room_id: str, row: tuple[int, int, str, str, int]) -> Message:
     ms, seq, user_id, text, time_ms = row
     return Message(f"{ms}-{seq}", room_id, user_id, text, format_time(time_ms))
 
@@ -112,21 +137,21 @@ class Reads:
     def history(self, room_id: str, limit: int, after: str | None, before: str | None) -> list[Message]:
         if after is not None:
             return self._after(room_id, clamp(id_key(after) or (0, 0)), limit)
-        newest = f"SELECT {_COLUMNS} FROM messages WHERE room = ?{{}} ORDER BY ms DESC, seq DESC LIMIT ?"
+        newest = f"SELECT {COLUMNS} FROM messages WHERE room = ?{{}} ORDER BY ms DESC, seq DESC LIMIT ?"
         if before is None:
             rows = self.conn.execute(newest.format(""), (room_id, limit)).fetchall()
         else:
             ceiling = clamp(id_key(before) or (0, 0))
             query = newest.format(" AND (ms, seq) < (?, ?)")
             rows = self.conn.execute(query, (room_id, *ceiling, limit)).fetchall()
-        return [_message(room_id, row) for row in reversed(rows)]
+        return [message_of(room_id, row) for row in reversed(rows)]
 
     def _after(self, room_id: str, key: IdKey, limit: int) -> list[Message]:
         rows = self.conn.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND (ms, seq) > (?, ?) ORDER BY ms, seq LIMIT ?",
+            f"SELECT {COLUMNS} FROM messages WHERE room = ? AND (ms, seq) > (?, ?) ORDER BY ms, seq LIMIT ?",
             (room_id, *key, limit),
         ).fetchall()
-        return [_message(room_id, row) for row in rows]
+        return [message_of(room_id, row) for row in rows]
 
     def last_id(self, room_id: str) -> str | None:
         row = self.conn.execute(

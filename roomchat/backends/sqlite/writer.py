@@ -16,12 +16,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from roomchat.core.errors import BackendUnavailable, Overloaded
+from roomchat.backends.sqlite.store import COLUMNS, message_of
+from roomchat.core.errors import BackendUnavailable, Overloaded, ValidationError
+from roomchat.core.idempotency import KEY_TTL_MS, KeptKey, fingerprint, replayed
 from roomchat.core.ids import Clock, IdSequence
 from roomchat.core.message import Message, format_time
-from roomchat.core.ports import KEY_TTL, Posted
+from roomchat.core.ports import Posted
 
 MAX_BATCH = 1024  # jobs in one transaction
+MAX_KEYS = 1_000_000  # idempotency keys kept at most (about 100 MB on disk); past it the oldest go
 
 
 @dataclass(slots=True)
@@ -67,6 +70,9 @@ class Writer:
         self._counts: dict[str, int] = dict(conn.execute("SELECT room, count FROM rooms").fetchall())
         floor = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         self._ids = IdSequence(clock, (floor.get("last_ms", 0), floor.get("last_seq", 0)))
+        self._keys: int = conn.execute("SELECT count(*) FROM keys").fetchone()[0]
+        self._pruned = 0  # when expired keys were last dropped (the clock's ms)
+        self._now = 0  # the time of the message _store made last
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self.commits = 0  # transactions committed: under load, far fewer than posts
         self._thread = threading.Thread(target=self._run, name="roomchat-sqlite-writer", daemon=True)
@@ -110,12 +116,13 @@ class Writer:
     def _commit(self, batch: list[Job]) -> list[tuple[Job, Outcome]]:
         """Apply the batch in one transaction; every job fails alike if it cannot commit."""
         counts_before = {job.room_id: self._counts.get(job.room_id) for job in batch}
-        last_before = self._ids.last
+        last_before, keys_before = self._ids.last, self._keys
         outcomes: list[tuple[Job, Outcome]] = []
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             for job in batch:
                 outcomes.append((job, self._post(job) if isinstance(job, Post) else self._delete(job)))
+            self._prune_keys()
             ms, seq = self._ids.last
             if (ms, seq) != last_before:
                 last = (("last_ms", ms), ("last_seq", seq))
@@ -127,6 +134,7 @@ class Writer:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
             self._ids.last = last_before
+            self._keys = keys_before
             for room_id, count in counts_before.items():
                 if count is None:
                     self._counts.pop(room_id, None)
@@ -138,23 +146,50 @@ class Writer:
 
     def _post(self, job: Post) -> Outcome:
         if job.key is not None:
-            earlier = self._conn.execute(
-                "SELECT id, text, time FROM idempotency"
-                " WHERE room = ? AND user_id = ? AND key = ? AND expires_ms > ?",
-                (job.room_id, job.user_id, job.key, self._clock()),
-            ).fetchone()
+            earlier = self._earlier(job, job.key)
             if earlier is not None:
-                first = Message(earlier[0], job.room_id, job.user_id, earlier[1], earlier[2])
-                return Posted(first, replayed=True)
+                return earlier
         posted = self._store(job)
         if job.key is not None and isinstance(posted, Posted):
-            message, now = posted.message, self._clock()
+            ms, seq = posted.message.key
             self._conn.execute(
-                "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (job.room_id, job.user_id, job.key, message.id, message.text, message.time,
-                 now + KEY_TTL * 1000),
+                "INSERT OR REPLACE INTO keys VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (job.room_id, job.user_id, job.key, ms, seq, self._now, fingerprint(job.text)),
             )
+            self._keys += 1
         return posted
+
+    def _earlier(self, job: Post, key: str) -> Outcome | None:
+        """The answer to a retry of a post kept under `key`, or None if there is none."""
+        row = self._conn.execute(
+            "SELECT ms, seq, time_ms, fingerprint FROM keys WHERE room = ? AND user_id = ? AND key = ?",
+            (job.room_id, job.user_id, key),
+        ).fetchone()
+        if row is None or row[2] + KEY_TTL_MS <= self._clock():
+            return None
+        kept = KeptKey((row[0], row[1]), row[2], row[3])
+        query = f"SELECT {COLUMNS} FROM messages WHERE room = ? AND ms = ? AND seq = ?"
+        row = self._conn.execute(query, (job.room_id, *kept.message_key)).fetchone()
+        first = message_of(job.room_id, row) if row is not None else None
+        try:
+            return Posted(replayed(first, job.room_id, job.user_id, job.text, kept), replayed=True)
+        except ValidationError as refused:
+            return refused
+
+    def _prune_keys(self) -> None:
+        """Drop expired keys (at most once a second), and the oldest past MAX_KEYS."""
+        now = self._clock()
+        if now < self._pruned + 1000 and self._keys <= MAX_KEYS:
+            return
+        self._pruned = now
+        gone = self._conn.execute("DELETE FROM keys WHERE time_ms <= ?", (now - KEY_TTL_MS,)).rowcount
+        if self._keys - gone > MAX_KEYS:
+            gone += self._conn.execute(
+                "DELETE FROM keys WHERE (room, user_id, key) IN"
+                " (SELECT room, user_id, key FROM keys ORDER BY time_ms LIMIT ?)",
+                (self._keys - gone - MAX_KEYS,),
+            ).rowcount
+        self._keys = max(0, self._keys - gone)
 
     def _store(self, job: Post) -> Outcome:
         count = self._counts.get(job.room_id)
@@ -163,6 +198,7 @@ class Writer:
                 return Overloaded("too many rooms")
             count = 0
         (ms, seq), now = self._ids.next()
+        self._now = now  # the message's time: its key's, if it has one
         execute = self._conn.execute
         execute(
             "INSERT INTO messages (room, ms, seq, user_id, text, time_ms) VALUES (?, ?, ?, ?, ?, ?)",
@@ -199,5 +235,4 @@ class Writer:
         if self._counts.pop(job.room_id, None) is not None:
             self._conn.execute("DELETE FROM messages WHERE room = ?", (job.room_id,))
             self._conn.execute("DELETE FROM rooms WHERE room = ?", (job.room_id,))
-        self._conn.execute("DELETE FROM idempotency WHERE room = ?", (job.room_id,))
         return None
