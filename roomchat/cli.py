@@ -376,7 +376,8 @@ def _parse_ports(values: list[str], names: list[str]) -> dict[str, int]:
     for value in values:
         for item in value.split(","):
             name, sep, number = item.partition("=")
-            if not sep or not validation.is_whole_number(number):
+            number = number.strip()
+            if not sep or not validation.is_whole_number(number.removeprefix("-")):
                 raise typer.BadParameter(f"--port takes NAME=PORT, got {item!r}")
             port = validation.bounded_whole_number(number, 65535)
             if port is None:
