@@ -131,6 +131,12 @@ def serve(
         bool,
         typer.Option(envvar=_env("ANONYMOUS_READ"), help="jwt: tokenless requests may read."),
     ] = False,
+    jwt_allow_no_exp: Annotated[
+        bool,
+        typer.Option(
+            envvar=_env("JWT_ALLOW_NO_EXP"), help="jwt: accept tokens without `exp` (good for ever)."
+        ),
+    ] = False,
     cors_origin: Annotated[
         list[str] | None,
         typer.Option(
@@ -212,7 +218,7 @@ def serve(
     if log_level not in logs.LEVELS:
         raise typer.BadParameter(f"--log-level must be one of {', '.join(logs.LEVELS)}")
     ports = _parse_ports(port or [], names)
-    authenticator = _authenticator(auth, jwt_key, jwt_issuer, jwt_audience, anonymous_read)
+    authenticator = _authenticator(auth, jwt_key, jwt_issuer, jwt_audience, anonymous_read, jwt_allow_no_exp)
     origins = tuple(comma_list(cors_origin or []))
     if not math.isfinite(rate):
         raise typer.BadParameter("--rate takes a number of posts a second, 0 for no limit")
@@ -293,7 +299,8 @@ def _refuse_unshared(backend: str, workers: int) -> None:
 
 
 def _authenticator(
-    auth: str, key: str | None, issuer: str | None, audience: str | None, anonymous_read: bool
+    auth: str, key: str | None, issuer: str | None, audience: str | None, anonymous_read: bool,
+    allow_no_exp: bool,
 ) -> Authenticator:
     if auth == "none":
         if key is not None:
@@ -304,7 +311,9 @@ def _authenticator(
     if key is None:
         raise typer.BadParameter("--auth jwt needs --jwt-key SECRET|FILE")
     try:
-        return JwtAuthenticator(key, issuer=issuer, audience=audience, anonymous_read=anonymous_read)
+        return JwtAuthenticator(
+            key, issuer=issuer, audience=audience, anonymous_read=anonymous_read, allow_no_exp=allow_no_exp
+        )
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc)) from None
 

@@ -33,6 +33,29 @@ _TEXT_SCHEMA = {
 _OPTIONAL_ID = {"type": "string", "pattern": r"^([0-9]+-[0-9]+)?$", "maxLength": 42}
 
 
+# `after` and `before` as one exploded object, `?after=ID` or `?before=ID`: OpenAPI 3.0 has no
+# other way to say "not both" (both non-empty is a 422; an empty one is the same as none).
+_PAGE_FROM = {
+    "name": "from",
+    "in": "query",
+    "style": "form",
+    "explode": True,
+    "required": False,
+    "schema": {
+        "type": "object",
+        "properties": {
+            "after": {**_OPTIONAL_ID, "description": "Messages after this id (not with `before`)"},
+            "before": {**_OPTIONAL_ID, "description": "Messages before this id (not with `after`)"},
+        },
+        "not": {
+            "required": ["after", "before"],
+            "properties": {"after": {"minLength": 1}, "before": {"minLength": 1}},
+        },
+    },
+    "description": "`after=ID` or `before=ID`, not both (both is a 422)",
+}
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -141,8 +164,7 @@ OPENAPI: dict[str, Any] = {
                         {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50},
                         "How many messages",
                     ),
-                    _query("after", _OPTIONAL_ID, "Messages after this id (not with `before`)"),
-                    _query("before", _OPTIONAL_ID, "Messages before this id (not with `after`)"),
+                    _PAGE_FROM,
                 ],
                 "responses": _answers({"200": _json(_ref("Page"), "Messages")}, *_READ),
             },
