@@ -25,7 +25,7 @@ from roomchat.bench.command import bench
 from roomchat.bootstrap import ServiceSettings, build_service
 from roomchat.core import BackendUnavailable, ValidationError, validation
 from roomchat.core.identity import Authenticator, OpenAuthenticator
-from roomchat.core.limits import Limits
+from roomchat.core.limits import DEFAULT_MAX_NAMES_PER_IP, Limits
 from roomchat.descriptors import Budget, raise_open_file_limit
 from roomchat.plugins import listing
 from roomchat.runner import StartupError, run_forever
@@ -166,6 +166,15 @@ def serve(
             envvar=_env("MAX_STREAMS_PER_IP"), min=0, metavar="N", help="Open streams per client IP; 0: off."
         ),
     ] = 0,
+    max_names_per_ip: Annotated[
+        int,
+        typer.Option(
+            envvar=_env("MAX_NAMES_PER_IP"),
+            min=0,
+            metavar="N",
+            help="Names (userId in a room) one client IP may hold in presence under --auth none; 0: off.",
+        ),
+    ] = DEFAULT_MAX_NAMES_PER_IP,
     trust_proxy: Annotated[
         list[str] | None,
         typer.Option(
@@ -227,7 +236,7 @@ def serve(
     streams = _max_streams(max_streams)
     logs.configure(log_level, log_json)
     fds = Budget(raise_open_file_limit())
-    limits = Limits(rate, fds.streams if streams is None else streams, max_streams_per_ip)
+    limits = Limits(rate, fds.streams if streams is None else streams, max_streams_per_ip, max_names_per_ip)
     if workers != 1:
         _refuse_unshared(backend, workers)
     if auth == "none" and not _loopback(host) and not worker:  # a supervisor said it for its workers

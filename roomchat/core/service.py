@@ -22,7 +22,17 @@ from roomchat.core.limits import Limits, StreamCounter
 from roomchat.core.listener import Counters, EndReason, Gap, Listener
 from roomchat.core.message import Message, id_key
 from roomchat.core.ports import Backend, Posted, RoomInfo, RoomPage, Stats
-from roomchat.core.presence import HEARTBEAT, WINDOW, Presence, RoomPresence, presence_store
+from roomchat.core.presence import (
+    DEFAULT_PAGE as DEFAULT_PRESENCE_PAGE,
+)
+from roomchat.core.presence import (
+    HEARTBEAT,
+    WINDOW,
+    NameCap,
+    Presence,
+    RoomPresence,
+    presence_store,
+)
 
 DEFAULT_BUFFER = 1024
 MAX_PAGE = 1000
@@ -58,6 +68,7 @@ class RoomService:
         self._closing = False
         store = presence_store(backend)
         self._presence = Presence(store, window=presence_window, heartbeat=presence_heartbeat)
+        self._names = NameCap(self.limits.max_names_per_ip)
 
     async def start(self) -> None:
         await self._backend.start(self)
@@ -92,7 +103,16 @@ class RoomService:
         user = _present_as(who, user_id)
         if self._closing:
             raise BackendUnavailable("the server is stopping")
-        self._streams.opening(who.address)
+        # A name the client made up (--auth none) counts against its IP's names; a token's does not.
+        name = (who.address, room_id, user) if who.open and who.address and user is not None else None
+        if name is not None:
+            self._names.claim(*name)
+        try:
+            self._streams.opening(who.address)
+        except BaseException:
+            if name is not None:
+                self._names.release(*name)
+            raise
         try:
             async with self._listening(room_id, after, transport, who.expires) as listener:
                 self._presence.opened(room_id, user)
@@ -105,6 +125,8 @@ class RoomService:
                     self._presence.closed(room_id, user)
         finally:
             self._streams.closed(who.address)
+            if name is not None:
+                self._names.release(*name)
 
     @asynccontextmanager
     async def _listening(
@@ -213,10 +235,21 @@ class RoomService:
         listeners = self._local_listeners(room_id) + elsewhere
         return RoomInfo(room_id, listeners, await self._backend.last_id(room_id))
 
-    async def presence(self, room_id: str, *, identity: Identity | None = None) -> RoomPresence:
+    async def presence(
+        self,
+        room_id: str,
+        limit: int = DEFAULT_PRESENCE_PAGE,
+        after: str | None = None,
+        *,
+        identity: Identity | None = None,
+    ) -> RoomPresence:
         validation.room_id(room_id)
         (identity or self._anyone).check_read(room_id)
-        return await self._presence.room(room_id)
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValidationError("limit", f"limit must be 1-{MAX_PAGE}")
+        if after is not None and len(after) > validation.MAX_ID:
+            raise ValidationError("after", f"after must be a userId (at most {validation.MAX_ID} characters)")
+        return await self._presence.room(room_id, limit, after)
 
     async def rooms(
         self, limit: int = DEFAULT_ROOM_PAGE, after: str | None = None, *, identity: Identity | None = None
