@@ -17,7 +17,7 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_errors  # type: ignore[no-redef]
 
 from roomchat import __version__, logs, startup
-from roomchat.adapters import Adapter, AdapterSettings
+from roomchat.adapters import DEFAULT_CONNECTIONS_PER_IP, Adapter, AdapterSettings
 from roomchat.adapters.http.identity import trusted_networks
 from roomchat.adapters.registry import available
 from roomchat.backends import registry as backend_registry
@@ -166,6 +166,15 @@ def serve(
             envvar=_env("MAX_STREAMS_PER_IP"), min=0, metavar="N", help="Open streams per client IP; 0: off."
         ),
     ] = 0,
+    max_connections_per_ip: Annotated[
+        int,
+        typer.Option(
+            envvar=_env("MAX_CONNECTIONS_PER_IP"),
+            min=0,
+            metavar="N",
+            help="Open connections per client IP, on HTTP and on gRPC each (trusted proxies exempt); 0: off.",
+        ),
+    ] = DEFAULT_CONNECTIONS_PER_IP,
     max_names_per_ip: Annotated[
         int,
         typer.Option(
@@ -282,6 +291,7 @@ def serve(
             cors_origins=origins,
             trust_proxy=proxies,
             reuse_port=worker > 0,
+            max_connections_per_ip=max_connections_per_ip,
         )
         try:
             adapters[name] = factory(service, settings)
