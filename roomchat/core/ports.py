@@ -155,6 +155,10 @@ class Manager(Protocol):
 
     async def healthy(self) -> bool: ...
 
+    async def health(self) -> str | None:
+        """None when healthy, else why not (for /healthz)."""
+        ...
+
     def stats(self) -> Stats: ...
 
 

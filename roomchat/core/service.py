@@ -286,6 +286,13 @@ class RoomService:
     async def healthy(self) -> bool:
         return await self._backend.ping()
 
+    async def health(self) -> str | None:
+        """None when healthy, else why not: the backend's own reason (a corrupt file, a full disk)."""
+        if await self._backend.ping():
+            return None
+        fault = getattr(self._backend, "fault", None)  # optional: a backend that knows why says so
+        return fault if isinstance(fault, str) else "unreachable"
+
     @property
     def open_streams(self) -> int:
         return self._streams.open

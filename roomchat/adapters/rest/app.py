@@ -92,9 +92,10 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
         return JSONResponse({"success": True})
 
     async def healthz(request: Request) -> Response:
-        if await manager.healthy():
+        problem = await manager.health()
+        if problem is None:
             return JSONResponse({"status": "ok", "backend": "ok"})
-        return JSONResponse({"status": "unavailable", "backend": "unreachable"}, 503)
+        return JSONResponse({"status": "unavailable", "backend": problem}, 503)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(OPENAPI)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from roomchat.backends.sqlite.faults import Faults
 from roomchat.backends.sqlite.store import SCHEMA, Reads, connect, path_of
 from roomchat.backends.sqlite.writer import Delete, Job, Outcome, Post, Writer
 from roomchat.core.errors import BackendUnavailable
@@ -53,6 +54,7 @@ class SqliteBackend(OneProcessPresence):
         self._writer: Writer | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._reads: Reads | None = None
+        self._faults = Faults(str(self._path))
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -103,7 +105,12 @@ class SqliteBackend(OneProcessPresence):
         return self._writer.commits if self._writer is not None else 0
 
     async def ping(self) -> bool:
-        return self._writer is not None and self._writer.alive
+        return self._writer is not None and self._writer.alive and self._faults.reason is None
+
+    @property
+    def fault(self) -> str | None:
+        """Why `ping` is false though the backend runs (a corrupt file, a full disk), for /healthz."""
+        return self._faults.reason
 
     # -- writes ----------------------------------------------------------------
 
@@ -136,6 +143,11 @@ class SqliteBackend(OneProcessPresence):
     def _done(self, outcomes: list[tuple[Job, Outcome]]) -> None:
         """On the loop, once a batch has committed: deliver, then answer, in order."""
         sink = self._sink
+        failed = next((o for _, o in outcomes if isinstance(o, Exception)), None)
+        if failed is None:
+            self._faults.succeeded("write")
+        else:
+            self._faults.failed("write", failed.__cause__ or failed)
         for job, outcome in outcomes:
             if isinstance(outcome, Exception):
                 if not job.future.done():
@@ -163,9 +175,12 @@ class SqliteBackend(OneProcessPresence):
         if reader is None or reads is None:
             raise BackendUnavailable("the sqlite backend is not running")
         try:
-            return await asyncio.get_running_loop().run_in_executor(reader, query, reads)
+            answer = await asyncio.get_running_loop().run_in_executor(reader, query, reads)
         except sqlite3.Error as exc:
+            self._faults.failed("read", exc)
             raise BackendUnavailable(f"cannot read the sqlite file: {exc}") from None
+        self._faults.succeeded("read")
+        return answer
 
     async def replay(self, room_id: str, after: str) -> Replay:
         messages, found = await self._read(lambda r: r.replay(room_id, after))
