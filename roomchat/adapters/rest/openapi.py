@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from roomchat import __version__
+from roomchat.core.presence import DEFAULT_PAGE as PRESENCE_PAGE
 from roomchat.core.service import DEFAULT_ROOM_PAGE, MAX_PAGE
 from roomchat.core.validation import DEFAULT_MAX_TEXT, MAX_ID
 
@@ -172,7 +173,19 @@ OPENAPI: dict[str, Any] = {
         "/api/room/{roomId}/presence": {
             "parameters": [_ROOM],
             "get": {
-                "summary": "Who is listening, on every process",
+                "summary": "Who is listening, on every process, a page of users at a time (by userId)",
+                "parameters": [
+                    _query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": PRESENCE_PAGE},
+                        "Users per page",
+                    ),
+                    _query(
+                        "after",
+                        {"type": "string", "maxLength": MAX_ID},
+                        "The page after this userId (the last page's `next`); empty: the first page",
+                    ),
+                ],
                 "responses": _answers({"200": _json(_ref("Presence"), "Presence")}, *_READ),
             },
         },
@@ -346,8 +359,13 @@ OPENAPI: dict[str, Any] = {
                         },
                     },
                     "anonymous": {"type": "integer", "minimum": 0},
+                    "next": {
+                        "type": "string",
+                        "nullable": True,
+                        "description": "Pass as `after` for the next page of users; null on the last one",
+                    },
                 },
-                "required": ["roomId", "users", "anonymous"],
+                "required": ["roomId", "users", "anonymous", "next"],
             },
             "Error": {
                 "type": "object",
