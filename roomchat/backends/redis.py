@@ -245,9 +245,18 @@ class RedisBackend:
         oldest = await self._call(redis.xrange(key, "-", "+", extra + 1), "read history")
         return str(oldest[-1][0]) if oldest else None
 
-    async def last_id(self, room_id: str) -> str | None:
-        newest = await self._call(self._client().xrevrange(ROOM_PREFIX + room_id, "+", "-", 1), "read a room")
-        return str(newest[0][0]) if newest else None
+    async def last_ids(self, room_ids: Sequence[str]) -> dict[str, str | None]:
+        rooms = list(room_ids)
+
+        async def run() -> list[Any]:
+            async with self._client().pipeline(transaction=False) as pipe:
+                for room_id in rooms:
+                    pipe.xrevrange(ROOM_PREFIX + room_id, "+", "-", 1)
+                return await pipe.execute()
+
+        newest = await self._call(run(), "read rooms") if rooms else []
+        pairs = zip(rooms, newest, strict=True)
+        return {room_id: str(entries[0][0]) if entries else None for room_id, entries in pairs}
 
     async def rooms(self, limit: int, after: str | None) -> list[str]:
         start = f"({after}" if after else "-"
