@@ -53,3 +53,12 @@ async def probing(base: str, source: str = "127.0.0.9") -> AsyncIterator[Probe]:
     finally:
         done.set()
         await task
+
+
+def rss_mib(pid: int) -> float:
+    """A process's resident memory now, in MiB (Linux)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for process {pid}")

@@ -103,11 +103,14 @@ async def test_a_room_of_thousands_of_names_answers_in_pages_and_bounded_events(
             names = [f"u{i:05}" for i in range(count)]
             async with named_streams(server.url("grpc"), "r", names, channels=10):
                 assert await server.listeners_become("r", count + 1, within=60)
-                event = await watcher.next(10)
-                assert event is not None and event.event == "presence"
-                note = event.json()
-                assert len(note["joined"]) == NOTE_USERS and note["more"] is True
-                assert note["joined"] == names[:NOTE_USERS]
+                # The joins fall into one window or a few; the one with most of them is cut at 100.
+                note: dict[str, Any] = {}
+                while not note.get("more"):
+                    event = await watcher.next(10)
+                    assert event is not None and event.event == "presence"
+                    note = event.json()
+                    assert len(note["joined"]) <= NOTE_USERS
+                assert len(note["joined"]) == NOTE_USERS and note["joined"] == sorted(note["joined"])
                 async with probing(base) as probe:
                     pages, after, sizes = [], None, []
                     while True:
