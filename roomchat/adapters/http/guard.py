@@ -24,10 +24,11 @@ client cannot send then; idle time between requests is uvicorn's keep-alive.
 
 It relies on these internals of uvicorn 0.5x's `HttpToolsProtocol`: the parser
 callbacks it extends, `parser`, `flow` (made in `connection_made`, handed to each
-request's cycle), `cycle` (`response_started`, `response_complete`, `disconnected`,
-`message_event`), `pipeline`, `server_state.default_headers`, and the helpers its
-`data_received` calls (`_unset_keepalive_if_required`, `_should_upgrade`,
-`handle_websocket_upgrade`, `_unsupported_upgrade_warning`).
+request's cycle), `client` (the peer's address, set in `connection_made`), `cycle`
+(`response_started`, `response_complete`, `disconnected`, `message_event`),
+`pipeline`, `server_state.default_headers`, and the helpers its `data_received`
+calls (`_unset_keepalive_if_required`, `_should_upgrade`, `handle_websocket_upgrade`,
+`_unsupported_upgrade_warning`).
 """
 
 from __future__ import annotations
