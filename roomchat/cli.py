@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_errors  # type: ignore[no-redef]
 
 from roomchat import __version__, configfile, logs, startup
-from roomchat.adapters import Adapter, AdapterSettings
+from roomchat.adapters import DEFAULT_CONNECTIONS_PER_IP, Adapter, AdapterSettings
 from roomchat.adapters.http.identity import trusted_networks
 from roomchat.adapters.registry import available
 from roomchat.backends import registry as backend_registry
@@ -27,7 +27,7 @@ from roomchat.bench.command import bench
 from roomchat.bootstrap import ServiceSettings, build_service
 from roomchat.core import BackendUnavailable, ValidationError, validation
 from roomchat.core.identity import Authenticator, OpenAuthenticator
-from roomchat.core.limits import Limits
+from roomchat.core.limits import DEFAULT_MAX_NAMES_PER_IP, Limits
 from roomchat.descriptors import Budget, raise_open_file_limit
 from roomchat.hooks import HttpPublishHook
 from roomchat.plugins import listing
@@ -136,6 +136,12 @@ def serve(
         bool,
         typer.Option(envvar=_env("ANONYMOUS_READ"), help="jwt: tokenless requests may read."),
     ] = False,
+    jwt_allow_no_exp: Annotated[
+        bool,
+        typer.Option(
+            envvar=_env("JWT_ALLOW_NO_EXP"), help="jwt: accept tokens without `exp` (good for ever)."
+        ),
+    ] = False,
     cors_origin: Annotated[
         list[str] | None,
         typer.Option(
@@ -165,6 +171,24 @@ def serve(
             envvar=_env("MAX_STREAMS_PER_IP"), min=0, metavar="N", help="Open streams per client IP; 0: off."
         ),
     ] = 0,
+    max_connections_per_ip: Annotated[
+        int,
+        typer.Option(
+            envvar=_env("MAX_CONNECTIONS_PER_IP"),
+            min=0,
+            metavar="N",
+            help="Open connections per client IP, on HTTP and on gRPC each (trusted proxies exempt); 0: off.",
+        ),
+    ] = DEFAULT_CONNECTIONS_PER_IP,
+    max_names_per_ip: Annotated[
+        int,
+        typer.Option(
+            envvar=_env("MAX_NAMES_PER_IP"),
+            min=0,
+            metavar="N",
+            help="Names (userId in a room) one client IP may hold in presence under --auth none; 0: off.",
+        ),
+    ] = DEFAULT_MAX_NAMES_PER_IP,
     trust_proxy: Annotated[
         list[str] | None,
         typer.Option(
@@ -257,7 +281,7 @@ def serve(
     if log_level not in logs.LEVELS:
         raise typer.BadParameter(f"--log-level must be one of {', '.join(logs.LEVELS)}")
     ports = _parse_ports(port or [], names)
-    authenticator = _authenticator(auth, jwt_key, jwt_issuer, jwt_audience, anonymous_read)
+    authenticator = _authenticator(auth, jwt_key, jwt_issuer, jwt_audience, anonymous_read, jwt_allow_no_exp)
     origins = tuple(comma_list(cors_origin or []))
     rate = _rate(rate)
     hook = _publish_hook(publish_hook, webhook_secret, publish_hook_timeout, publish_hook_fail_open)
@@ -266,7 +290,7 @@ def serve(
     streams = _max_streams(max_streams)
     logs.configure(log_level, log_json)
     fds = Budget(raise_open_file_limit())
-    limits = Limits(rate, fds.streams if streams is None else streams, max_streams_per_ip)
+    limits = Limits(rate, fds.streams if streams is None else streams, max_streams_per_ip, max_names_per_ip)
     if workers != 1:
         _refuse_unshared(backend, workers)
     if auth == "none" and not _loopback(host) and not worker:  # a supervisor said it for its workers
@@ -314,6 +338,7 @@ def serve(
             cors_origins=origins,
             trust_proxy=proxies,
             reuse_port=worker > 0,
+            max_connections_per_ip=max_connections_per_ip,
         )
         adapter_settings[name] = settings
         try:
@@ -331,10 +356,12 @@ def serve(
 
     def apply(new: dict[str, object]) -> None:
         """Everything is built (and refused, with nothing changed) before anything is applied."""
-        authenticator = _authenticator(auth, _str(new["jwt_key"]), jwt_issuer, jwt_audience, anonymous_read)
+        authenticator = _authenticator(
+            auth, _str(new["jwt_key"]), jwt_issuer, jwt_audience, anonymous_read, jwt_allow_no_exp
+        )
         origins = tuple(comma_list(_strs(new["cors_origin"])))
         per_ip = _int(new["max_streams_per_ip"])
-        new_limits = Limits(_rate(_float(new["rate"])), limits.max_streams, per_ip)
+        new_limits = replace(limits, rate=_rate(_float(new["rate"])), max_streams_per_ip=per_ip)
         hook_url = _str(new["publish_hook"])
         new_hook = _publish_hook(hook_url, webhook_secret, publish_hook_timeout, publish_hook_fail_open)
         for name, adapter in adapters.items():
@@ -401,7 +428,8 @@ def _refuse_unshared(backend: str, workers: int) -> None:
 
 
 def _authenticator(
-    auth: str, key: str | None, issuer: str | None, audience: str | None, anonymous_read: bool
+    auth: str, key: str | None, issuer: str | None, audience: str | None, anonymous_read: bool,
+    allow_no_exp: bool,
 ) -> Authenticator:
     if auth == "none":
         if key is not None:
@@ -412,7 +440,9 @@ def _authenticator(
     if key is None:
         raise typer.BadParameter("--auth jwt needs --jwt-key SECRET|FILE")
     try:
-        return JwtAuthenticator(key, issuer=issuer, audience=audience, anonymous_read=anonymous_read)
+        return JwtAuthenticator(
+            key, issuer=issuer, audience=audience, anonymous_read=anonymous_read, allow_no_exp=allow_no_exp
+        )
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc)) from None
 
@@ -484,7 +514,8 @@ def _parse_ports(values: list[str], names: list[str]) -> dict[str, int]:
     for value in values:
         for item in value.split(","):
             name, sep, number = item.partition("=")
-            if not sep or not validation.is_whole_number(number):
+            number = number.strip()
+            if not sep or not validation.is_whole_number(number.removeprefix("-")):
                 raise typer.BadParameter(f"--port takes NAME=PORT, got {item!r}")
             port = validation.bounded_whole_number(number, 65535)
             if port is None:

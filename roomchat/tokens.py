@@ -26,6 +26,7 @@ from roomchat.core.identity import Identity, room_patterns
 LEEWAY = 30.0  # seconds of clock skew allowed on exp and nbf
 MIN_SECRET = 32  # bytes: shorter HS256 secrets can be brute-forced offline
 _CACHE = 4096  # verified tokens kept, so a client's next request costs a dict lookup
+_CACHED_TOKEN = 4096  # characters: a longer token is verified every time, so the cache stays ~16 MiB at most
 
 
 def load_key(value: str) -> tuple[Any, str]:
@@ -60,6 +61,7 @@ class JwtAuthenticator:
         issuer: str | None = None,
         audience: str | None = None,
         anonymous_read: bool = False,
+        allow_no_exp: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._key, self._algorithm = load_key(key)
@@ -67,6 +69,8 @@ class JwtAuthenticator:
         self._audience = audience
         self._anonymous_read = anonymous_read
         self._clock = clock
+        # A token without `exp` would be good for ever, however it leaked: refused unless asked.
+        self._required = ["sub"] if allow_no_exp else ["sub", "exp"]
         self._verified: OrderedDict[str, Identity] = OrderedDict()
 
     def identify(self, token: str | None, address: str | None = None) -> Identity:
@@ -75,9 +79,10 @@ class JwtAuthenticator:
         identity = self._verified.get(token)
         if identity is None:
             identity = self._verify(token)
-            self._verified[token] = identity
-            if len(self._verified) > _CACHE:
-                self._verified.popitem(last=False)
+            if len(token) <= _CACHED_TOKEN:
+                self._verified[token] = identity
+                if len(self._verified) > _CACHE:
+                    self._verified.popitem(last=False)
         elif identity.expires is not None and identity.expires <= self._clock():
             del self._verified[token]
             raise Unauthenticated("the token has expired")
@@ -92,7 +97,7 @@ class JwtAuthenticator:
                 issuer=self._issuer,
                 audience=self._audience,
                 leeway=LEEWAY,
-                options={"require": ["sub"], "verify_aud": self._audience is not None},
+                options={"require": self._required, "verify_aud": self._audience is not None},
             )
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("the token has expired") from None

@@ -14,6 +14,9 @@ from typing import ClassVar, Protocol
 
 from roomchat.core.ports import Manager
 
+DEFAULT_CONNECTIONS_PER_IP = 256
+"""Open connections one peer address may hold on each of HTTP and gRPC (`--max-connections-per-ip`)."""
+
 Ready = Callable[[str], None]
 """Called once by an adapter with the URL it is listening on."""
 
@@ -32,6 +35,7 @@ class AdapterSettings:
     trust_proxy: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For names the real client
     cors_origins: tuple[str, ...] = ()  # origins allowed to post and delete from a browser
     reuse_port: bool = False  # bind with SO_REUSEPORT: `serve --workers N` processes share the port
+    max_connections_per_ip: int = DEFAULT_CONNECTIONS_PER_IP  # per peer address; 0: no cap
 
     @property
     def tls(self) -> bool:

@@ -121,7 +121,9 @@ def serve_process(
     adapters: tuple[str, ...], extra: tuple[str, ...] = ()
 ) -> Iterator[tuple[dict[str, str], int]]:
     """`roomchat serve` with `adapters` on free ports, as a subprocess: ({adapter: url}, pid)."""
+    # Every bench stream comes from this machine's one address: the per-IP caps would refuse them.
     args = [sys.executable, "-m", "roomchat", "serve", "--log-level", "warning"]
+    args += ["--max-connections-per-ip", "0", "--max-names-per-ip", "0"]
     for name in adapters:
         args += ["--adapter", name, "--port", f"{name}=0"]
     args += list(extra)

@@ -14,6 +14,7 @@ from roomchat.core.errors import Overloaded, RateLimited
 
 DEFAULT_MAX_ROOMS = 100_000
 DEFAULT_HISTORY_BYTES = 256 * 1024 * 1024
+DEFAULT_MAX_NAMES_PER_IP = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,7 @@ class Limits:
     rate: float = 0.0  # posts per second per user (per IP when anonymous); burst twice that
     max_streams: int = 0  # open streams in this process
     max_streams_per_ip: int = 0
+    max_names_per_ip: int = DEFAULT_MAX_NAMES_PER_IP  # names one IP holds in presence (--auth none)
 
     @property
     def burst(self) -> float:

@@ -160,8 +160,10 @@ class Manager(Protocol):
 
     async def room(self, room_id: str, *, identity: Identity | None = None) -> RoomInfo: ...
 
-    async def presence(self, room_id: str, *, identity: Identity | None = None) -> RoomPresence:
-        """Who is listening to the room, on every process sharing the backend."""
+    async def presence(
+        self, room_id: str, limit: int = 100, after: str | None = None, *, identity: Identity | None = None
+    ) -> RoomPresence:
+        """A page of who is listening to the room (userIds after `after`), on every process."""
         ...
 
     async def rooms(
@@ -173,6 +175,10 @@ class Manager(Protocol):
     async def delete(self, room_id: str, *, identity: Identity | None = None) -> None: ...
 
     async def healthy(self) -> bool: ...
+
+    async def health(self) -> str | None:
+        """None when healthy, else why not (for /healthz)."""
+        ...
 
     def stats(self) -> Stats: ...
 

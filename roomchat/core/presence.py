@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from roomchat.core.errors import BackendUnavailable
+from roomchat.core.errors import BackendUnavailable, RateLimited
+from roomchat.core.limits import DEFAULT_MAX_NAMES_PER_IP
 from roomchat.core.listener import Listener
 from roomchat.core.message import Message, format_time
 
@@ -30,6 +32,9 @@ if TYPE_CHECKING:  # ports imports this module's types
 WINDOW = 1.0  # seconds: at most one presence event per room per window
 HEARTBEAT = 5.0  # seconds between re-publishing this process's parts
 EXPIRY_BEATS = 3  # a part lives this many heartbeats: a dead process's users leave within 4 beats + a window
+DEFAULT_PAGE = 100  # users in one presence answer, unless the caller asks for another limit
+MAX_PAGE = 1000
+NOTE_USERS = 100  # at most this many userIds in an event's `joined`, and in its `left`
 
 log = logging.getLogger("roomchat.presence")
 
@@ -58,26 +63,33 @@ class PresentUser:
 
 @dataclass(frozen=True, slots=True)
 class RoomPresence:
-    """Who is in a room: named users (by userId) and how many anonymous listeners."""
+    """One page of who is in a room: named users (by userId) and how many anonymous listeners.
+
+    `next` is the last userId of the page when more follow (pass it as `after`), else None.
+    """
 
     room_id: str
     users: list[PresentUser]
     anonymous: int
-
-    @property
-    def listeners(self) -> int:
-        return sum(u.connections for u in self.users) + self.anonymous
+    next: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
             "roomId": self.room_id,
             "users": [user.to_dict() for user in self.users],
             "anonymous": self.anonymous,
+            "next": self.next,
         }
 
 
-def merge(room_id: str, parts: Iterable[PresencePart]) -> RoomPresence:
-    """Every process's parts as one: connections add up, `since` is the earliest."""
+def merge(
+    room_id: str, parts: Iterable[PresencePart], limit: int = DEFAULT_PAGE, after: str | None = None
+) -> RoomPresence:
+    """Every process's parts as one page: connections add up, `since` is the earliest.
+
+    The page is the `limit` smallest userIds above `after`, picked without sorting
+    the whole room: a room of 10,000 names costs one pass, not a sort and a 781 KiB answer.
+    """
     users: dict[str, tuple[int, int]] = {}
     anonymous = 0
     for part in parts:
@@ -85,8 +97,54 @@ def merge(room_id: str, parts: Iterable[PresencePart]) -> RoomPresence:
         for user, (count, since) in part.users.items():
             seen = users.get(user)
             users[user] = (count, since) if seen is None else (seen[0] + count, min(seen[1], since))
-    present = [PresentUser(user, count, since) for user, (count, since) in sorted(users.items())]
-    return RoomPresence(room_id, present, anonymous)
+    wanted = users if after is None else (user for user in users if user > after)
+    page = heapq.nsmallest(limit + 1, wanted)
+    more = len(page) > limit
+    present = [PresentUser(user, *users[user]) for user in page[:limit]]
+    return RoomPresence(room_id, present, anonymous, page[limit - 1] if more else None)
+
+
+def first_names(names: Iterable[str]) -> tuple[list[str], bool]:
+    """The NOTE_USERS smallest of `names`, sorted, and whether some were left out."""
+    picked = heapq.nsmallest(NOTE_USERS + 1, names)
+    return picked[:NOTE_USERS], len(picked) > NOTE_USERS
+
+
+class NameCap:
+    """The names (a userId in a room) each client IP holds in presence, at most `limit`.
+
+    Under `--auth none` a listener names itself: without a cap one client made up
+    10,000 names over 10 gRPC connections. A name already held (another tab of the
+    same user in the same room) costs nothing more. 0: no cap.
+    """
+
+    def __init__(self, limit: int = DEFAULT_MAX_NAMES_PER_IP) -> None:
+        self.limit = limit
+        self._held: dict[str, dict[tuple[str, str], int]] = {}  # address -> (room, user) -> listeners
+
+    def claim(self, address: str, room_id: str, user_id: str) -> None:
+        """Count one more listener under this name; RateLimited when it is a new name past the cap."""
+        held = self._held.setdefault(address, {})
+        name = (room_id, user_id)
+        count = held.get(name, 0)
+        if not count and self.limit and len(held) >= self.limit:
+            if not held:
+                del self._held[address]
+            raise RateLimited(f"too many names in presence from {address} (at most {self.limit})")
+        held[name] = count + 1
+
+    def release(self, address: str, room_id: str, user_id: str) -> None:
+        held = self._held.get(address)
+        if held is None:
+            return
+        name = (room_id, user_id)
+        count = held.get(name, 1) - 1
+        if count > 0:
+            held[name] = count
+            return
+        held.pop(name, None)
+        if not held:
+            del self._held[address]
 
 
 class PresenceNote(Message):
@@ -96,16 +154,22 @@ class PresenceNote(Message):
     empty, which is how writers tell it from a message (`isinstance` works too).
     """
 
-    __slots__ = ("joined", "left")
+    __slots__ = ("joined", "left", "more")
 
-    def __init__(self, room_id: str, joined: Sequence[str], left: Sequence[str]) -> None:
+    def __init__(
+        self, room_id: str, joined: Sequence[str], left: Sequence[str], more: bool = False
+    ) -> None:
         super().__init__("", room_id, "", "", "")
         self.joined = tuple(joined)
         self.left = tuple(left)
+        self.more = more  # some joins or leaves were left out (NOTE_USERS): ask /presence again
 
     def to_data(self) -> dict[str, object]:
-        """The event's data: `{"roomId", "joined", "left"}`."""
-        return {"roomId": self.room_id, "joined": list(self.joined), "left": list(self.left)}
+        """The event's data: `{"roomId", "joined", "left"}`, and `"more": true` when lists were cut."""
+        data: dict[str, object] = {"roomId": self.room_id, "joined": [*self.joined], "left": [*self.left]}
+        if self.more:
+            data["more"] = True
+        return data
 
 
 class _Room:
@@ -208,10 +272,10 @@ class Presence:
 
     # -- questions ------------------------------------------------------------------
 
-    async def room(self, room_id: str) -> RoomPresence:
-        """The room's presence now: this process's own part, fresh from every other."""
+    async def room(self, room_id: str, limit: int = DEFAULT_PAGE, after: str | None = None) -> RoomPresence:
+        """A page of the room's presence now: this process's own part, fresh from every other."""
         remote = (await self._store.presence([room_id])).get(room_id, [])
-        return merge(room_id, [*self._local_parts(room_id), *remote])
+        return merge(room_id, [*self._local_parts(room_id), *remote], limit, after)
 
     async def remote_listeners(self, room_ids: Sequence[str]) -> dict[str, int]:
         """Listeners on the other processes, by room (one read for them all)."""
@@ -338,10 +402,12 @@ class Presence:
         if room.stale or room.shown is None:
             return  # the others' parts are unknown: say nothing rather than something wrong
         present = room.present()
-        joined, left = sorted(present - room.shown), sorted(room.shown - present)
+        came, went = present - room.shown, room.shown - present
         room.shown = present
-        if (joined or left) and room.watchers:
-            note = PresenceNote(room_id, joined, left)  # one for all: encoded once per wire format
+        if (came or went) and room.watchers:
+            (joined, more_joined), (left, more_left) = first_names(came), first_names(went)
+            # One for all, encoded once per wire format, and bounded however many came and went.
+            note = PresenceNote(room_id, joined, left, more_joined or more_left)
             for listener in room.watchers:
                 listener.note(note)
 

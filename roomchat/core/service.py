@@ -23,7 +23,8 @@ from roomchat.core.limits import Limits, StreamCounter
 from roomchat.core.listener import Counters, EndReason, Gap, Listener
 from roomchat.core.message import Message, id_key
 from roomchat.core.ports import Backend, Posted, PublishHook, RoomInfo, RoomPage, Stats
-from roomchat.core.presence import HEARTBEAT, WINDOW, Presence, RoomPresence
+from roomchat.core.presence import DEFAULT_PAGE as DEFAULT_PRESENCE_PAGE
+from roomchat.core.presence import HEARTBEAT, WINDOW, NameCap, Presence, RoomPresence
 
 DEFAULT_BUFFER = 1024
 MAX_PAGE = 1000
@@ -63,6 +64,7 @@ class RoomService:
         self._retired: set[PublishHook] = set()  # replaced hooks, closed HOOK_GRACE later
         self._hooks_closing: set[asyncio.Task[None]] = set()
         self._presence = Presence(backend, window=presence_window, heartbeat=presence_heartbeat)
+        self._names = NameCap(self.limits.max_names_per_ip)
 
     async def start(self) -> None:
         await self._backend.start(self)
@@ -127,7 +129,16 @@ class RoomService:
         user = _present_as(who, user_id)
         if self._closing:
             raise BackendUnavailable("the server is stopping")
-        self._streams.opening(who.address)
+        # A name the client made up (--auth none) counts against its IP's names; a token's does not.
+        name = (who.address, room_id, user) if who.open and who.address and user is not None else None
+        if name is not None:
+            self._names.claim(*name)
+        try:
+            self._streams.opening(who.address)
+        except BaseException:
+            if name is not None:
+                self._names.release(*name)
+            raise
         try:
             async with self._listening(room_id, after, transport, who.expires) as listener:
                 self._presence.opened(room_id, user)
@@ -140,6 +151,8 @@ class RoomService:
                     self._presence.closed(room_id, user)
         finally:
             self._streams.closed(who.address)
+            if name is not None:
+                self._names.release(*name)
 
     @asynccontextmanager
     async def _listening(
@@ -257,10 +270,21 @@ class RoomService:
         newest = await self._backend.last_ids([room_id])
         return RoomInfo(room_id, listeners, newest[room_id])
 
-    async def presence(self, room_id: str, *, identity: Identity | None = None) -> RoomPresence:
+    async def presence(
+        self,
+        room_id: str,
+        limit: int = DEFAULT_PRESENCE_PAGE,
+        after: str | None = None,
+        *,
+        identity: Identity | None = None,
+    ) -> RoomPresence:
         validation.room_id(room_id)
         (identity or self._anyone).check_read(room_id)
-        return await self._presence.room(room_id)
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValidationError("limit", f"limit must be 1-{MAX_PAGE}")
+        if after is not None and len(after) > validation.MAX_ID:
+            raise ValidationError("after", f"after must be a userId (at most {validation.MAX_ID} characters)")
+        return await self._presence.room(room_id, limit, after)
 
     async def rooms(
         self, limit: int = DEFAULT_ROOM_PAGE, after: str | None = None, *, identity: Identity | None = None
@@ -297,6 +321,13 @@ class RoomService:
 
     async def healthy(self) -> bool:
         return await self._backend.ping()
+
+    async def health(self) -> str | None:
+        """None when healthy, else why not: the backend's own reason (a corrupt file, a full disk)."""
+        if await self._backend.ping():
+            return None
+        fault = getattr(self._backend, "fault", None)  # optional: a backend that knows why says so
+        return fault if isinstance(fault, str) else "unreachable"
 
     @property
     def open_streams(self) -> int:

@@ -3,6 +3,7 @@ every way a token is wrong, and a token that expires while its stream is open.""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -23,6 +24,7 @@ from roomchat.adapters.grpc.generated import message_pb2 as pb
 from roomchat.bootstrap import ServiceSettings
 from roomchat.tokens import JwtAuthenticator, mint
 from tests.adapters.grpc.client import room_stub
+from tests.limits.probe import BOUND, probing
 from tests.support import Running, serve, stream
 
 SECRET = "a-test-secret-of-at-least-32-bytes!"
@@ -298,3 +300,23 @@ def test_roomchat_token_mints_what_the_server_accepts() -> None:
     assert who.expires is not None and 60 <= who.expires - time.time() <= 91
     with pytest.raises(ValueError, match="at least 32 bytes"):
         mint("short", "ann")
+
+
+async def test_star_heavy_room_patterns_are_refused_quickly(
+    server: Running, client: httpx.AsyncClient
+) -> None:
+    """`*a*a*a*a*a*a*b` against a 64-character room of `a`s backtracked for 1.8 s a request."""
+    base = server.url()
+    heavy = bearer(token("ann", rooms=["*a*a*a*a*a*a*b"] * 8, read=["*a*a*a*a*a*a*a*c"]))
+    room = "a" * 64
+    async with probing(base) as probe:
+        started = time.monotonic()
+        answers = await asyncio.gather(
+            *(client.get(f"{base}/api/room/{room}/messages", headers=heavy) for _ in range(10))
+        )
+        took = time.monotonic() - started
+    assert [r.status_code for r in answers] == [403] * 10
+    assert took < 1.0, took
+    assert probe.worst < BOUND and not probe.failures, (probe.worst, probe.failures)
+    ok = bearer(token("ann", rooms=["*a*a*a*a*a*a*b"]))
+    assert (await client.get(f"{base}/api/room/{'a' * 63}b/messages", headers=ok)).status_code == 200

@@ -70,7 +70,7 @@ async def test_presence_lists_named_users_and_counts_anonymous_ones(
         assert (await client.get(f"{server.url('html')}/room/lobby/presence")).json() == found
         assert (await client.get(f"{base}/api/room/lobby")).json()["listeners"] == 5
     empty = (await client.get(f"{base}/api/room/empty/presence")).json()
-    assert empty == {"roomId": "empty", "users": [], "anonymous": 0}
+    assert empty == {"roomId": "empty", "users": [], "anonymous": 0, "next": None}
 
 
 async def test_a_watcher_sees_users_arrive_and_leave_between_messages(

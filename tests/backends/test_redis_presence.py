@@ -26,8 +26,14 @@ def processes(url: str, count: int = 2) -> Iterator[list[Process]]:
         yield [
             stack.enter_context(
                 roomchat_process(
-                    "--adapter", "rest", "--port", "rest=0", "--backend", url,
-                    "--presence-heartbeat", str(HEARTBEAT),
+                    "--adapter",
+                    "rest",
+                    "--port",
+                    "rest=0",
+                    "--backend",
+                    url,
+                    "--presence-heartbeat",
+                    str(HEARTBEAT),
                 )
             )
             for _ in range(count)

@@ -8,6 +8,7 @@ import logging
 import socket
 
 import httpx
+import jwt
 
 from roomchat.logs import RedactTokens
 from tests.cli.test_serve import run_cli
@@ -84,3 +85,18 @@ def test_an_open_server_on_a_public_address_warns_once() -> None:
         assert quiet.terminate() == 0
         assert quiet.proc.stderr is not None
         assert "--auth none" not in quiet.proc.stderr.read()
+
+
+async def test_a_token_without_exp_is_refused_unless_jwt_allow_no_exp() -> None:
+    """A token with no `exp` would be good for ever once leaked: 401 by default."""
+    forever = jwt.encode({"sub": "ann"}, SECRET, algorithm="HS256")
+    headers = {"authorization": f"Bearer {forever}"}
+    args = ("--adapter", "rest", "--port", "rest=0", "--auth", "jwt", "--jwt-key", SECRET)
+    for extra, status in (((), 401), (("--jwt-allow-no-exp",), 200)):
+        with roomchat_process(*args, *extra) as server:
+            async with httpx.AsyncClient() as client:
+                r = await client.get(f"{server.urls['rest']}/api/room/lobby/messages", headers=headers)
+            assert r.status_code == status, (extra, r.text)
+            if status == 401:
+                assert '"exp"' in r.json()["message"] and r.headers["www-authenticate"].startswith("Bearer")
+            assert server.terminate() == 0

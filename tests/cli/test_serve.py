@@ -154,6 +154,7 @@ def test_bare_roomchat_prints_its_help() -> None:
         (["--port", "rest"], "NAME=PORT"),
         (["--port", "rest=99999"], "from 0 to 65535"),
         (["--port", "rest=70000"], "from 0 to 65535"),
+        (["--port", "rest=-1"], "from 0 to 65535"),
         (["--port", "rest=" + "9" * 4301], "from 0 to 65535"),
         (["--history", "0"], "history"),
         (["--bogus"], "bogus"),

@@ -70,6 +70,7 @@ class GrpcAdapter:
         connections = Connections(
             Limits(
                 connections=options[MAX_CONNECTIONS],
+                per_ip=self.settings.max_connections_per_ip,
                 streams=options[MAX_STREAMS],
                 resets=MAX_RESETS,
                 pings=PingPolicy(options[MIN_CLIENT_PING] / 1000, options[MAX_PING_STRIKES]),

@@ -3,8 +3,11 @@
 grpclib (pure Python on h2) serves the rpcs; this subclass adds what a public
 server needs and grpclib does not do:
 
-- a cap on open connections (each holds a descriptor): past it a new one is
-  closed at once, so the client sees UNAVAILABLE instead of waiting;
+- a cap on open connections (each holds a descriptor), and on those of one peer
+  address: past either a new one is closed at once, so the client sees
+  UNAVAILABLE instead of waiting, and one client cannot take every slot;
+- a handshake deadline: a connection that has not sent the HTTP/2 preface and
+  its SETTINGS within HANDSHAKE_TIMEOUT is closed (idle sockets held every slot);
 - its own limit of streams per connection (h2 would announce 100);
 - client ping policing as grpc core does it: a ping sooner than the minimum
   interval after the previous one is a strike unless the server sent data or
@@ -43,11 +46,14 @@ from grpclib.server import Handler
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
-from h2.events import PingReceived, StreamReset, UnknownFrameReceived
+from h2.events import Event, PingReceived, RemoteSettingsChanged, StreamReset, UnknownFrameReceived
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
 
 from roomchat.adapters.grpc.frames import FRAME_TOO_LARGE, FrameMeter
+
+HANDSHAKE_TIMEOUT = 5.0
+"""Seconds a new connection has to send the HTTP/2 preface and its SETTINGS frame."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,7 @@ class Limits:
     """What one server allows its clients."""
 
     connections: int  # open at once
+    per_ip: int  # open at once from one peer address; 0: no cap
     streams: int  # rpcs in flight on one connection (HTTP/2 MAX_CONCURRENT_STREAMS)
     resets: int  # streams a client may cancel in one second
     pings: PingPolicy
@@ -80,6 +87,13 @@ class PolicedConnection(Connection):
     last_ping_received: float | None = None
     resets = 0  # streams the client cancelled since `resets_since`
     resets_since = 0.0
+    greeted = False  # the client's preface and first SETTINGS frame have arrived
+
+    def feed(self, data: bytes) -> list[Event]:
+        events: list[Event] = super().feed(data)
+        if not self.greeted:
+            self.greeted = any(isinstance(event, RemoteSettingsChanged) for event in events)
+        return events
 
     def headers_send_process(self) -> None:
         super().headers_send_process()
@@ -101,6 +115,27 @@ class Connections:
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self.open: set[ServerProtocol] = set()
+        self._by_peer: dict[str, int] = {}
+
+    def admit(self, protocol: ServerProtocol, peer: str | None) -> bool:
+        """Count a new connection: False when it is past a cap (and is not counted)."""
+        limits = self.limits
+        if len(self.open) >= limits.connections:
+            return False
+        if peer is not None:
+            count = self._by_peer.get(peer, 0)
+            if limits.per_ip and count >= limits.per_ip:
+                return False
+            self._by_peer[peer] = count + 1
+        self.open.add(protocol)
+        return True
+
+    def release(self, protocol: ServerProtocol, peer: str | None) -> None:
+        self.open.discard(protocol)
+        if peer is not None:
+            count = self._by_peer.pop(peer, 1) - 1
+            if count > 0:
+                self._by_peer[peer] = count
 
     def close(self) -> None:
         """GOAWAY, then close, every connection (the server has stopped: nothing is in flight).
@@ -169,15 +204,19 @@ class ServerProtocol(H2Protocol):
         self._tail = b""  # the beginning of a frame, waiting for the next read
         self._left = b""  # a read whose rest (from `_left_from`) waits for the next turn, reading paused
         self._left_from = 0
+        self._peer: str | None = None
+        self._handshake: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: BaseTransport) -> None:
         self.transport = cast(Transport, transport)
         limits = self._connections.limits
-        if len(self._connections.open) >= limits.connections:
+        peer = transport.get_extra_info("peername")
+        self._peer = str(peer[0]) if peer else None
+        if not self._connections.admit(self, self._peer):
             self._refused = True  # no handshake: the client sees the connection close (UNAVAILABLE)
             self.transport.abort()
             return
-        self._connections.open.add(self)
+        self._handshake = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self._handshake_due)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             _set_nodelay(sock)
@@ -293,8 +332,15 @@ class ServerProtocol(H2Protocol):
         self.connection._connection.close_connection(error_code=code, additional_data=debug)
         self.connection.flush()
 
+    def _handshake_due(self) -> None:
+        self._handshake = None
+        if not self.connection.greeted:  # an idle socket holding a slot: no GOAWAY, it never spoke HTTP/2
+            self.transport.abort()
+
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._refused:
             return
-        self._connections.open.discard(self)
+        if self._handshake is not None:
+            self._handshake.cancel()
+        self._connections.release(self, self._peer)
         super().connection_lost(exc)

@@ -129,7 +129,8 @@ class RoomServicer:
 
     async def presence(self, data: bytes, identity: Identity, stream: Call) -> tuple[bytes, Trailers]:
         request = codec.room_request(data)
-        found = await self._manager.presence(request.roomId, identity=identity)
+        # Paged as REST: `lastId` carries the page's `after` (the last page's `next`), 100 users a page.
+        found = await self._manager.presence(request.roomId, after=request.lastId or None, identity=identity)
         return codec.response(data=dumps(found.to_dict())), ()
 
     def _unary(

@@ -19,7 +19,7 @@ from roomchat.adapters.html.pages import STATIC, error_page, render, shown
 from roomchat.adapters.http.bodies import idempotency_key, message_posted, parse_object, read_body, text_field
 from roomchat.adapters.http.errors import EXCEPTION_HANDLERS, BadRequest
 from roomchat.adapters.http.identity import identify
-from roomchat.adapters.http.presence import stream_presence
+from roomchat.adapters.http.presence import presence_page, stream_presence
 from roomchat.adapters.http.security import CorsOrigins, browser_safety
 from roomchat.adapters.http.sse import EventStream, resume_id
 from roomchat.adapters.http.websocket import websocket_routes
@@ -174,8 +174,7 @@ def create_app(manager: Manager, settings: AdapterSettings, cors: CorsOrigins | 
         return JSONResponse(info.to_dict())
 
     async def presence(request: Request) -> Response:
-        found = await manager.presence(request.path_params["roomId"], identity=who(request))
-        return JSONResponse(found.to_dict())
+        return await presence_page(manager, request, who(request))
 
     async def delete(request: Request) -> Response:
         await manager.delete(request.path_params["roomId"], identity=who(request))

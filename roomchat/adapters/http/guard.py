@@ -14,8 +14,8 @@ with headers. `GuardedHttpProtocol` adds, per connection:
 - a request the parser rejects gets 400 with the parser's reason;
 - a hang-up reaches a response still running ahead of pipelined requests (an event
   stream), not only the newest request as in uvicorn;
-- a connection past the process's cap (capacity.py) has its request read, within
-  REFUSE_WAIT, and answered 503 without reaching the app;
+- a connection past the process's cap, or its peer's (capacity.py), has its request
+  read, within REFUSE_WAIT, and answered 503 (429) without reaching the app;
 
 all with the contract's JSON error body and `connection: close`. When another
 response is still owed on the connection (pipelining) nothing is written: it is
@@ -24,10 +24,11 @@ client cannot send then; idle time between requests is uvicorn's keep-alive.
 
 It relies on these internals of uvicorn 0.5x's `HttpToolsProtocol`: the parser
 callbacks it extends, `parser`, `flow` (made in `connection_made`, handed to each
-request's cycle), `cycle` (`response_started`, `response_complete`, `disconnected`,
-`message_event`), `pipeline`, `server_state.default_headers`, and the helpers its
-`data_received` calls (`_unset_keepalive_if_required`, `_should_upgrade`,
-`handle_websocket_upgrade`, `_unsupported_upgrade_warning`).
+request's cycle), `client` (the peer's address, set in `connection_made`), `cycle`
+(`response_started`, `response_complete`, `disconnected`, `message_event`),
+`pipeline`, `server_state.default_headers`, and the helpers its `data_received`
+calls (`_unset_keepalive_if_required`, `_should_upgrade`, `handle_websocket_upgrade`,
+`_unsupported_upgrade_warning`).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import httptools
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from roomchat.adapters.http.capacity import CONNECTIONS, REFUSED
+from roomchat.adapters.http.capacity import CONNECTIONS
 
 HEAD_TIMEOUT = 10.0
 """Seconds for a request line and headers to arrive whole, from their first byte."""
@@ -69,14 +70,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.flow = _Flow(transport, self._reading_resumed)
         self._g = _State()
         self._expect(HEAD_TIMEOUT)
-        if not CONNECTIONS.admit():
-            # Past the cap: read the request (so that closing leaves nothing unread, which
-            # would reset the connection under the answer), then answer 503 and close.
-            self._g.refused = True
+        self._g.peer = self.client[0] if self.client else None
+        self._g.refused = CONNECTIONS.admit(self._g.peer)
+        if self._g.refused:
+            # Past a cap: read the request (so that closing leaves nothing unread, which
+            # would reset the connection under the answer), then answer 503 or 429 and close.
             self._expect(REFUSE_WAIT)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        CONNECTIONS.release()
+        if not self._g.released:
+            CONNECTIONS.release(self._g.peer)
         if self._g.timer is not None:
             self._g.timer.cancel()
             self._g.timer = None
@@ -90,7 +93,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def handle_websocket_upgrade(self) -> None:
         # The WebSocket protocol takes the transport, and this protocol never hears of its end.
-        CONNECTIONS.release()
+        CONNECTIONS.release(self._g.peer)
+        self._g.released = True
         super().handle_websocket_upgrade()
 
     def data_received(self, data: bytes) -> None:
@@ -126,7 +130,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._refuse(400, f"malformed HTTP request: {exc}")
         except httptools.HttpParserUpgrade:  # as uvicorn's own data_received
             if self._g.refused:
-                self._refuse(503, REFUSED)
+                self._refuse(*self._g.refused)
             elif self._should_upgrade():
                 self._stop_clock()  # the connection is a WebSocket's now: no request to time
                 self.handle_websocket_upgrade()
@@ -160,7 +164,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._g.progress += 1
         if self._g.refused:
-            self._refuse(503, REFUSED)
+            self._refuse(*self._g.refused)
             return
         self._g.in_body = False
         self._g.wait = None  # idle until the next request: uvicorn's keep-alive timeout applies
@@ -198,7 +202,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._g.timer = self.loop.call_at(self._g.deadline, self._check)
             return
         if self._g.refused:
-            self._refuse(503, REFUSED)
+            self._refuse(*self._g.refused)
             return
         part = "body" if self._g.in_body else "headers"
         self._refuse(408, f"request {part} not received in time")
@@ -234,7 +238,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
 
 class _State:
-    __slots__ = ("deadline", "in_body", "left", "progress", "refused", "running", "timer", "wait")
+    __slots__ = (
+        "deadline", "in_body", "left", "peer", "progress", "refused", "released", "running", "timer", "wait",
+    )
 
     def __init__(self) -> None:
         self.left = HEAD_LIMIT  # bytes the parser may still take before it completes a head or yields body
@@ -244,7 +250,9 @@ class _State:
         self.deadline = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.running: RequestResponseCycle | None = None  # the earliest response not yet complete
-        self.refused = False  # past the connection cap: answered 503 once its request is in
+        self.refused: tuple[int, str] | None = None  # past a cap: the answer once its request is in
+        self.peer: str | None = None  # the peer's address, as counted by the cap
+        self.released = False  # the cap no longer counts it (a WebSocket took the transport)
 
 
 class _Flow(FlowControl):

@@ -18,7 +18,7 @@ from roomchat.core.identity import Identity
 
 COOKIE = "roomchat_token"
 QUERY = "access_token"
-_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def bearer(authorization: str) -> str | None:
@@ -54,12 +54,13 @@ def token_of(scope: Mapping[str, Any]) -> str | None:
 
 
 @lru_cache(maxsize=32)
-def trusted_networks(cidrs: tuple[str, ...]) -> tuple[_Network, ...]:
+def trusted_networks(cidrs: tuple[str, ...]) -> tuple[Network, ...]:
     """`--trust-proxy` values as networks; ValueError names a bad one."""
     return tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
 
 
-def _trusted(address: str, networks: Sequence[_Network]) -> bool:
+def is_trusted(address: str, networks: Sequence[Network]) -> bool:
+    """Whether `address` is in one of the trusted proxies' networks."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -73,14 +74,14 @@ def client_address(scope: Mapping[str, Any], trust_proxy: Iterable[str] = ()) ->
     peer = scope.get("client")
     address = str(peer[0]) if peer else None
     networks = trusted_networks(tuple(trust_proxy))
-    if address is None or not networks or not _trusted(address, networks):
+    if address is None or not networks or not is_trusted(address, networks):
         return address
     forwarded: list[str] = [
         value.decode("latin-1") for name, value in scope.get("headers", ()) if name == b"x-forwarded-for"
     ]
     hops = [hop.strip() for line in forwarded for hop in line.split(",") if hop.strip()]
     for hop in reversed(hops):
-        if not _trusted(hop, networks):
+        if not is_trusted(hop, networks):
             return hop
         address = hop
     return address

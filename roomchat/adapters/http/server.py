@@ -18,6 +18,7 @@ import uvicorn
 from roomchat.adapters import AdapterSettings, CannotListen, Ready
 from roomchat.adapters.http.capacity import CONNECTIONS
 from roomchat.adapters.http.guard import GuardedHttpProtocol
+from roomchat.adapters.http.identity import trusted_networks
 from roomchat.adapters.http.sse import with_raw_send
 from roomchat.adapters.http.ws_frames import MAX_FRAME
 from roomchat.adapters.http.ws_protocol import RoomchatWebSocketProtocol
@@ -75,6 +76,8 @@ async def serve_asgi(
         settings.tls_files()  # a missing file is named before anything binds
     sock = bind(settings.host, settings.port, settings.reuse_port)
     CONNECTIONS.set_from_open_file_limit()  # the limit as raised at start-up
+    CONNECTIONS.per_ip = settings.max_connections_per_ip
+    CONNECTIONS.exempt = trusted_networks(settings.trust_proxy)
     config = uvicorn.Config(
         with_raw_send(app),
         interface="asgi3",

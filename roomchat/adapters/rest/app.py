@@ -23,7 +23,7 @@ from roomchat.adapters.http.bodies import (
 from roomchat.adapters.http.errors import EXCEPTION_HANDLERS
 from roomchat.adapters.http.identity import identify
 from roomchat.adapters.http.metrics import metrics_endpoint
-from roomchat.adapters.http.presence import stream_presence
+from roomchat.adapters.http.presence import presence_page, stream_presence
 from roomchat.adapters.http.security import CorsOrigins, browser_safety
 from roomchat.adapters.http.sse import EventStream, resume_id
 from roomchat.adapters.http.websocket import websocket_routes
@@ -82,8 +82,7 @@ def create_app(manager: Manager, settings: AdapterSettings, cors: CorsOrigins | 
         return JSONResponse(info.to_dict())
 
     async def presence(request: Request) -> Response:
-        found = await manager.presence(request.path_params["roomId"], identity=who(request))
-        return JSONResponse(found.to_dict())
+        return await presence_page(manager, request, who(request))
 
     async def rooms(request: Request) -> Response:
         query = request.query_params
@@ -96,9 +95,10 @@ def create_app(manager: Manager, settings: AdapterSettings, cors: CorsOrigins | 
         return JSONResponse({"success": True})
 
     async def healthz(request: Request) -> Response:
-        if await manager.healthy():
+        problem = await manager.health()
+        if problem is None:
             return JSONResponse({"status": "ok", "backend": "ok"})
-        return JSONResponse({"status": "unavailable", "backend": "unreachable"}, 503)
+        return JSONResponse({"status": "unavailable", "backend": problem}, 503)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(OPENAPI)

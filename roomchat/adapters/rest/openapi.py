@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from roomchat import __version__
+from roomchat.core.presence import DEFAULT_PAGE as PRESENCE_PAGE
 from roomchat.core.service import DEFAULT_ROOM_PAGE, MAX_PAGE
 from roomchat.core.validation import DEFAULT_MAX_TEXT, MAX_ID
 
@@ -31,6 +32,29 @@ _TEXT_SCHEMA = {
 
 # An empty `after` or `before` is the same as none.
 _OPTIONAL_ID = {"type": "string", "pattern": r"^([0-9]+-[0-9]+)?$", "maxLength": 42}
+
+
+# `after` and `before` as one exploded object, `?after=ID` or `?before=ID`: OpenAPI 3.0 has no
+# other way to say "not both" (both non-empty is a 422; an empty one is the same as none).
+_PAGE_FROM = {
+    "name": "from",
+    "in": "query",
+    "style": "form",
+    "explode": True,
+    "required": False,
+    "schema": {
+        "type": "object",
+        "properties": {
+            "after": {**_OPTIONAL_ID, "description": "Messages after this id (not with `before`)"},
+            "before": {**_OPTIONAL_ID, "description": "Messages before this id (not with `after`)"},
+        },
+        "not": {
+            "required": ["after", "before"],
+            "properties": {"after": {"minLength": 1}, "before": {"minLength": 1}},
+        },
+    },
+    "description": "`after=ID` or `before=ID`, not both (both is a 422)",
+}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -141,8 +165,7 @@ OPENAPI: dict[str, Any] = {
                         {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50},
                         "How many messages",
                     ),
-                    _query("after", _OPTIONAL_ID, "Messages after this id (not with `before`)"),
-                    _query("before", _OPTIONAL_ID, "Messages before this id (not with `after`)"),
+                    _PAGE_FROM,
                 ],
                 "responses": _answers({"200": _json(_ref("Page"), "Messages")}, *_READ),
             },
@@ -150,7 +173,19 @@ OPENAPI: dict[str, Any] = {
         "/api/room/{roomId}/presence": {
             "parameters": [_ROOM],
             "get": {
-                "summary": "Who is listening, on every process",
+                "summary": "Who is listening, on every process, a page of users at a time (by userId)",
+                "parameters": [
+                    _query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": PRESENCE_PAGE},
+                        "Users per page",
+                    ),
+                    _query(
+                        "after",
+                        {"type": "string", "maxLength": MAX_ID},
+                        "The page after this userId (the last page's `next`); empty: the first page",
+                    ),
+                ],
                 "responses": _answers({"200": _json(_ref("Presence"), "Presence")}, *_READ),
             },
         },
@@ -324,8 +359,13 @@ OPENAPI: dict[str, Any] = {
                         },
                     },
                     "anonymous": {"type": "integer", "minimum": 0},
+                    "next": {
+                        "type": "string",
+                        "nullable": True,
+                        "description": "Pass as `after` for the next page of users; null on the last one",
+                    },
                 },
-                "required": ["roomId", "users", "anonymous"],
+                "required": ["roomId", "users", "anonymous", "next"],
             },
             "Error": {
                 "type": "object",

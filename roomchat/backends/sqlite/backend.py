@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from roomchat.backends.one_process import OneProcess
+from roomchat.backends.sqlite.faults import Faults
 from roomchat.backends.sqlite.store import SCHEMA, Reads, connect, move_old_keys, path_of
 from roomchat.backends.sqlite.writer import Delete, Job, Outcome, Post, Writer
 from roomchat.core.errors import BackendUnavailable
@@ -51,6 +52,7 @@ class SqliteBackend(OneProcess):
         self._writer: Writer | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._reads: Reads | None = None
+        self._faults = Faults(str(self._path))
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -102,7 +104,12 @@ class SqliteBackend(OneProcess):
         return self._writer.commits if self._writer is not None else 0
 
     async def ping(self) -> bool:
-        return self._writer is not None and self._writer.alive
+        return self._writer is not None and self._writer.alive and self._faults.reason is None
+
+    @property
+    def fault(self) -> str | None:
+        """Why `ping` is false though the backend runs (a corrupt file, a full disk), for /healthz."""
+        return self._faults.reason
 
     # -- writes ----------------------------------------------------------------
 
@@ -135,6 +142,11 @@ class SqliteBackend(OneProcess):
     def _done(self, outcomes: list[tuple[Job, Outcome]]) -> None:
         """On the loop, once a batch has committed: deliver, then answer, in order."""
         sink = self._sink
+        failed = next((o for _, o in outcomes if isinstance(o, Exception)), None)
+        if failed is None:
+            self._faults.succeeded("write")
+        else:
+            self._faults.failed("write", failed.__cause__ or failed)
         for job, outcome in outcomes:
             if isinstance(outcome, Exception):
                 if not job.future.done():
@@ -159,9 +171,12 @@ class SqliteBackend(OneProcess):
         if reader is None or reads is None:
             raise BackendUnavailable("the sqlite backend is not running")
         try:
-            return await asyncio.get_running_loop().run_in_executor(reader, query, reads)
+            answer = await asyncio.get_running_loop().run_in_executor(reader, query, reads)
         except sqlite3.Error as exc:
+            self._faults.failed("read", exc)
             raise BackendUnavailable(f"cannot read the sqlite file: {exc}") from None
+        self._faults.succeeded("read")
+        return answer
 
     async def replay(self, room_id: str, after: str) -> Replay:
         messages, found = await self._read(lambda r: r.replay(room_id, after))

@@ -141,6 +141,7 @@ class Writer:
                 else:
                     self._counts[room_id] = count
             failure = BackendUnavailable(f"cannot write the sqlite file: {exc}")
+            failure.__cause__ = exc  # what kind of fault it is, for /healthz (faults.py)
             return [(job, failure) for job in batch]
         return outcomes
 
