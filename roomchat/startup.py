@@ -24,7 +24,7 @@ PLACEHOLDERS = {
     "keepalive": "SECONDS",
     "drain": "SECONDS",
     "rate": "N",
-    "transport": "sse|grpc",
+    "transport": "sse|ws|grpc",
     "server_arg": "ARG",
     "post_path": "PATH",
     "stream_path": "PATH",
