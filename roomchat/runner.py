@@ -44,7 +44,7 @@ async def run(
         loop.add_signal_handler(sig, stopping.set)
     try:
         await service.start()
-        announcements = _Announcements(list(adapters), ready)
+        announcements = _Announcements(list(adapters), ready, service.serving)
         tasks = {
             loop.create_task(adapter.serve(announcements.ready_as(name), stopping), name=name): name
             for name, adapter in adapters.items()
@@ -75,9 +75,10 @@ class _Announcements:
     """Holds each adapter's `listening` line until every adapter has bound, so a
     server that then fails to start never said it was listening."""
 
-    def __init__(self, names: list[str], ready: Callable[[str, str], None]) -> None:
+    def __init__(self, names: list[str], ready: Callable[[str, str], None], then: Callable[[], None]) -> None:
         self._names = names
         self._ready = ready
+        self._then = then  # once every adapter is listening
         self._urls: dict[str, str] = {}
 
     def ready_as(self, name: str) -> Callable[[str], None]:
@@ -88,6 +89,7 @@ class _Announcements:
             if len(self._urls) == len(self._names):
                 for each in self._names:
                     self._ready(each, self._urls[each])
+                self._then()
 
         return ready
 

@@ -13,6 +13,7 @@ from roomchat.core.limits import DEFAULT_HISTORY_BYTES, DEFAULT_MAX_ROOMS
 from roomchat.core.listener import Listener
 from roomchat.core.message import Message
 from roomchat.core.presence import PresencePart, RoomPresence
+from roomchat.core.timings import Snapshot
 
 DEFAULT_HISTORY = 1000
 KEY_TTL = 24 * 3600  # seconds an idempotency key answers its first message
@@ -66,6 +67,7 @@ class Stats:
     delivered: int
     lagged: int
     listeners: dict[str, int] = field(default_factory=dict)  # by transport
+    timings: dict[str, Snapshot] = field(default_factory=dict)  # latency histograms, by name
 
 
 class Manager(Protocol):
@@ -152,6 +154,10 @@ class Manager(Protocol):
     async def delete(self, room_id: str, *, identity: Identity | None = None) -> None: ...
 
     async def healthy(self) -> bool: ...
+
+    async def ready(self) -> bool:
+        """Serving: every adapter listening, not stopping, and the backend answers."""
+        ...
 
     def stats(self) -> Stats: ...
 

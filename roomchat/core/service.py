@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from roomchat.core import validation
 from roomchat.core.broadcaster import Broadcaster
@@ -23,6 +24,7 @@ from roomchat.core.listener import Counters, EndReason, Gap, Listener
 from roomchat.core.message import Message, id_key
 from roomchat.core.ports import Backend, Posted, RoomInfo, RoomPage, Stats
 from roomchat.core.presence import HEARTBEAT, WINDOW, Presence, RoomPresence, presence_store
+from roomchat.core.timings import Timings
 
 DEFAULT_BUFFER = 1024
 MAX_PAGE = 1000
@@ -42,6 +44,8 @@ class RoomService:
         limits: Limits | None = None,
         presence_heartbeat: float = HEARTBEAT,
         presence_window: float = WINDOW,
+        clock: Callable[[], float] = time.perf_counter,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if buffer_size < 1:
             raise ValueError("buffer_size must be at least 1")
@@ -56,6 +60,9 @@ class RoomService:
         self._counters = Counters()
         self._listeners: dict[str, int] = {}
         self._closing = False
+        self._serving = False  # every adapter listening: see `ready`
+        self._clock, self._wall_clock = clock, wall_clock
+        self.timings = Timings()
         store = presence_store(backend)
         self._presence = Presence(store, window=presence_window, heartbeat=presence_heartbeat)
 
@@ -150,8 +157,11 @@ class RoomService:
     async def submit(
         self, room_id: str, user_id: str | None, text: str, *, identity: Identity | None = None
     ) -> Message:
+        started = self._clock()
         user = await self._admit(room_id, user_id, text, identity or self._anyone)
+        sent = self._clock()
         message = await self._backend.publish(room_id, user, text)
+        self._timed(started, sent)
         self._counters.published += 1
         return message
 
@@ -167,11 +177,20 @@ class RoomService:
         if key is None:
             return Posted(await self.submit(room_id, user_id, text, identity=identity))
         validation.idempotency_key(key)
+        started = self._clock()
         user = await self._admit(room_id, user_id, text, identity or self._anyone)
+        sent = self._clock()
         posted = await self._backend.publish_once(room_id, user, text, key)
+        self._timed(started, sent)
         if not posted.replayed:
             self._counters.published += 1
         return posted
+
+    def _timed(self, started: float, sent: float) -> None:
+        """A post acknowledged: its whole time, and its backend round trip (from `sent`)."""
+        done = self._clock()
+        self.timings.post.observe(done - started)
+        self.timings.backend.observe(done - sent)
 
     async def _admit(self, room_id: str, user_id: str | None, text: str, who: Identity) -> str:
         """Check a post (rules, permission, rate); the userId it is made under."""
@@ -251,7 +270,18 @@ class RoomService:
         await self._backend.delete(room_id)
 
     async def healthy(self) -> bool:
-        return await self._backend.ping()
+        sent = self._clock()
+        answered = await self._backend.ping()
+        if answered:
+            self.timings.backend.observe(self._clock() - sent)
+        return answered
+
+    def serving(self) -> None:
+        """Every adapter is listening (the runner says so): ready from now until closed."""
+        self._serving = True
+
+    async def ready(self) -> bool:
+        return self._serving and not self._closing and await self.healthy()
 
     @property
     def open_streams(self) -> int:
@@ -259,7 +289,7 @@ class RoomService:
 
     def stats(self) -> Stats:
         c = self._counters
-        return Stats(c.published, c.delivered, c.lagged, dict(self._listeners))
+        return Stats(c.published, c.delivered, c.lagged, dict(self._listeners), self.timings.snapshot())
 
     def _local_listeners(self, room_id: str) -> int:
         room = self._rooms.get(room_id)
@@ -271,6 +301,9 @@ class RoomService:
         room = self._rooms.get(message.room_id)
         if room is not None:
             room.publish(message)
+            # Once per message, not per listener: from its stored time to its fan-out here.
+            lag = self._wall_clock() - datetime.fromisoformat(message.time).timestamp()
+            self.timings.delivery_lag.observe(max(lag, 0.0))
 
     def deleted(self, room_id: str) -> None:
         room = self._rooms.get(room_id)

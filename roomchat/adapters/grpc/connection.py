@@ -38,6 +38,8 @@ from h2.events import PingReceived, StreamReset
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
 
+from roomchat.adapters.gauges import OPEN_CONNECTIONS
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -116,6 +118,7 @@ class ServerProtocol(H2Protocol):
             self.transport.abort()
             return
         self._connections.open.add(self)
+        OPEN_CONNECTIONS.opened("grpc")
         sock = transport.get_extra_info("socket")
         if sock is not None:
             _set_nodelay(sock)
@@ -192,4 +195,5 @@ class ServerProtocol(H2Protocol):
         if self._refused:
             return
         self._connections.open.discard(self)
+        OPEN_CONNECTIONS.closed("grpc")
         super().connection_lost(exc)

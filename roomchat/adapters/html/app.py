@@ -19,6 +19,7 @@ from roomchat.adapters.html.pages import STATIC, error_page, render, shown
 from roomchat.adapters.http.bodies import idempotency_key, message_posted, parse_object, read_body, text_field
 from roomchat.adapters.http.errors import EXCEPTION_HANDLERS, BadRequest
 from roomchat.adapters.http.identity import identify
+from roomchat.adapters.http.operations import operations_routes
 from roomchat.adapters.http.presence import stream_presence
 from roomchat.adapters.http.security import browser_safety
 from roomchat.adapters.http.sse import EventStream, resume_id
@@ -197,6 +198,7 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
             Route("/room/{roomId}/presence", presence, methods=["GET"]),
             Route("/stream/{roomId}", stream, methods=["GET"]),
             *websocket_routes("/ws", manager, settings),
+            *operations_routes(manager),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         exception_handlers={**EXCEPTION_HANDLERS, HTTPException: http_error},

@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from roomchat.adapters import AdapterSettings
+from roomchat.adapters.gauges import OPEN_CONNECTIONS
 from roomchat.adapters.http.bodies import parse_object, text_field
 from roomchat.adapters.http.errors import BadRequest, error
 from roomchat.adapters.http.flushing import flusher
@@ -98,9 +99,11 @@ class WebSocketEndpoint:
         address = client_address(scope, self._settings.trust_proxy)
         connection = _Connection(self._manager, protocol, identity, address)
         connection.user_id = _user_of(scope)
+        OPEN_CONNECTIONS.opened(TRANSPORT)
         try:
             await connection.serve(receive, send)
         finally:
+            OPEN_CONNECTIONS.closed(TRANSPORT)
             await connection.close()
 
 

@@ -22,7 +22,7 @@ from roomchat.adapters.http.bodies import (
 )
 from roomchat.adapters.http.errors import EXCEPTION_HANDLERS
 from roomchat.adapters.http.identity import identify
-from roomchat.adapters.http.metrics import metrics_endpoint
+from roomchat.adapters.http.operations import operations_routes
 from roomchat.adapters.http.presence import stream_presence
 from roomchat.adapters.http.security import browser_safety
 from roomchat.adapters.http.sse import EventStream, resume_id
@@ -92,11 +92,6 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
         await manager.delete(request.path_params["roomId"], identity=who(request))
         return JSONResponse({"success": True})
 
-    async def healthz(request: Request) -> Response:
-        if await manager.healthy():
-            return JSONResponse({"status": "ok", "backend": "ok"})
-        return JSONResponse({"status": "unavailable", "backend": "unreachable"}, 503)
-
     async def openapi(request: Request) -> Response:
         return JSONResponse(OPENAPI)
 
@@ -113,8 +108,7 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
             Route("/api/stream/{roomId}", stream, methods=["GET"]),
             Route("/api/rooms", rooms, methods=["GET"]),
             *websocket_routes("/api/ws", manager, settings),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/metrics", metrics_endpoint(manager), methods=["GET"]),
+            *operations_routes(manager),
             Route("/openapi.json", openapi, methods=["GET"]),
             Route("/docs", docs, methods=["GET"]),
             Mount("/static", StaticFiles(directory=_STATIC), name="static"),  # /docs's script and style

@@ -208,6 +208,15 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: 503 while starting, stopping or with the backend unreachable",
+                "responses": {
+                    "200": _json(_ref("Readiness"), "Ready for traffic"),
+                    "503": _json(_ref("Readiness"), "Not ready"),
+                },
+            }
+        },
         "/metrics": {
             "get": {
                 "summary": "Prometheus metrics",
@@ -306,6 +315,11 @@ OPENAPI: dict[str, Any] = {
                     "backend": {"type": "string", "enum": ["ok", "unreachable"]},
                 },
                 "required": ["status", "backend"],
+            },
+            "Readiness": {
+                "type": "object",
+                "properties": {"status": {"type": "string", "enum": ["ready", "not ready"]}},
+                "required": ["status"],
             },
             "Presence": {
                 "type": "object",
