@@ -105,7 +105,10 @@ def serve(
         str, typer.Option(envvar=_env("LOG_LEVEL"), help="critical, error, warning, info or debug.")
     ] = "info",
     log_json: Annotated[
-        bool, typer.Option(envvar=_env("LOG_JSON"), help="Log one JSON object a line.")
+        bool, typer.Option(envvar=_env("LOG_JSON"), help="Every line, stdout's included, one JSON object.")
+    ] = False,
+    access_log: Annotated[
+        bool, typer.Option(envvar=_env("ACCESS_LOG"), help="Log every HTTP request (tokens redacted).")
     ] = False,
     auth: Annotated[
         str,
@@ -219,21 +222,23 @@ def serve(
     proxies = _trusted_proxies(trust_proxy or [])
     history_size = _size("--history-bytes", history_bytes)
     streams = _max_streams(max_streams)
-    logs.configure(log_level, log_json)
+    logs.configure(log_level, log_json, say_as_json=log_json and not worker, access_log=access_log)
     fds = Budget(raise_open_file_limit())
     limits = Limits(rate, fds.streams if streams is None else streams, max_streams_per_ip)
     if workers != 1:
         _refuse_unshared(backend, workers)
     if auth == "none" and not _loopback(host) and not worker:  # a supervisor said it for its workers
-        print(
-            f"roomchat: warning: serving {host} with --auth none: anyone who can reach it"
+        logs.say(
+            f"serving {host} with --auth none: anyone who can reach it"
             " may post as anyone and delete rooms (see docs/security.md)",
-            file=sys.stderr,
-            flush=True,
+            level="warning",
+            to=sys.stderr,
         )
-    if workers != 1 and (workers or one_per_core()) > 1:
+    if workers != 1 and (workers or one_per_core()) > 1:  # the start-up lines once, from the supervisor
+        _said_at_start(names, all_, chosen, backend, history, max_text, buffer, keepalive)
         command = [sys.executable, "-m", "roomchat", *sys.argv[1:]]
-        raise SystemExit(supervise(command, workers or one_per_core(), len(names)))
+        budget = lambda: _log_budget(fds, limits.max_streams)  # noqa: E731
+        raise SystemExit(supervise(command, workers or one_per_core(), len(names), budget))
     if worker:
         die_with_supervisor()
     try:
@@ -267,17 +272,24 @@ def serve(
             cors_origins=origins,
             trust_proxy=proxies,
             reuse_port=worker > 0,
+            access_log=access_log,
         )
         try:
             adapters[name] = factory(service, settings)
         except Exception as exc:
             _fail(f"adapter {name!r} failed to start: {exc}")
-    startup.announce_choice(names, "--all" if all_ else "--adapter" if chosen else None)
-    startup.log_settings(backend, history=history, max_text=max_text, buffer=buffer, keepalive=keepalive)
+    if not worker:  # a supervisor said these for all its workers
+        _said_at_start(names, all_, chosen, backend, history, max_text, buffer, keepalive)
     try:
-        run_forever(service, adapters, lambda: _log_budget(fds, limits.max_streams))
+        run_forever(service, adapters, None if worker else lambda: _log_budget(fds, limits.max_streams))
     except (StartupError, BackendUnavailable) as exc:
         _fail(str(exc))
+
+
+def _said_at_start(names: list[str], all_: bool, chosen: list[str], backend: str, *sizes: float) -> None:
+    startup.announce_choice(names, "--all" if all_ else "--adapter" if chosen else None)
+    history, max_text, buffer, keepalive = sizes
+    startup.log_settings(backend, history=history, max_text=max_text, buffer=buffer, keepalive=keepalive)
 
 
 _UNSHARED = ("memory", "sqlite")  # backends whose rooms live in one process
@@ -457,7 +469,7 @@ def version() -> None:
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    print(f"roomchat: error: {message}", file=sys.stderr, flush=True)
+    logs.say(message, level="error", to=sys.stderr)
     raise SystemExit(code)
 
 

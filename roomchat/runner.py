@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Callable, Mapping
 
+from roomchat import logs
 from roomchat.adapters import Adapter, CannotListen
 from roomchat.core import RoomService
 
@@ -23,8 +24,7 @@ log = logging.getLogger("roomchat")
 
 
 def announce(name: str, url: str) -> None:
-    print(f"roomchat: {name} listening on {url}", flush=True)
-    log.debug("%s listening on %s", name, url)  # the same, in the log's format (--log-json)
+    logs.say(f"{name} listening on {url}", adapter=name, url=url)
 
 
 async def run(

@@ -32,6 +32,7 @@ class AdapterSettings:
     trust_proxy: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For names the real client
     cors_origins: tuple[str, ...] = ()  # origins allowed to post and delete from a browser
     reuse_port: bool = False  # bind with SO_REUSEPORT: `serve --workers N` processes share the port
+    access_log: bool = False  # log every HTTP request (`--access-log`)
 
     @property
     def tls(self) -> bool:
