@@ -27,6 +27,7 @@ from roomchat.core import BackendUnavailable, ValidationError, validation
 from roomchat.core.identity import Authenticator, OpenAuthenticator
 from roomchat.core.limits import Limits
 from roomchat.descriptors import Budget, raise_open_file_limit
+from roomchat.jwks import JwksKeys
 from roomchat.plugins import listing
 from roomchat.runner import StartupError, run_forever
 from roomchat.supervisor import die_with_supervisor, one_per_core, supervise
@@ -124,6 +125,12 @@ def serve(
             help="An HS256 secret, or a PEM public key file (RS256, ES256, EdDSA).",
         ),
     ] = None,
+    jwt_jwks: Annotated[
+        str | None,
+        typer.Option(
+            envvar=_env("JWT_JWKS"), metavar="URL", help="The identity provider's JWKS: keys by kid, rotated."
+        ),
+    ] = None,
     jwt_issuer: Annotated[
         str | None, typer.Option(envvar=_env("JWT_ISSUER"), metavar="ISS", help="Required `iss` claim.")
     ] = None,
@@ -215,7 +222,7 @@ def serve(
     if log_level not in logs.LEVELS:
         raise typer.BadParameter(f"--log-level must be one of {', '.join(logs.LEVELS)}")
     ports = _parse_ports(port or [], names)
-    authenticator = _authenticator(auth, jwt_key, jwt_issuer, jwt_audience, anonymous_read)
+    authenticator = _authenticator(auth, jwt_key, jwt_jwks, jwt_issuer, jwt_audience, anonymous_read)
     origins = tuple(comma_list(cors_origin or []))
     if not math.isfinite(rate):
         raise typer.BadParameter("--rate takes a number of posts a second, 0 for no limit")
@@ -305,18 +312,26 @@ def _refuse_unshared(backend: str, workers: int) -> None:
 
 
 def _authenticator(
-    auth: str, key: str | None, issuer: str | None, audience: str | None, anonymous_read: bool
+    auth: str,
+    key: str | None,
+    jwks: str | None,
+    issuer: str | None,
+    audience: str | None,
+    anonymous_read: bool,
 ) -> Authenticator:
     if auth == "none":
-        if key is not None:
-            raise typer.BadParameter("--jwt-key needs --auth jwt")
+        if key is not None or jwks is not None:
+            raise typer.BadParameter(f"{'--jwt-key' if key is not None else '--jwt-jwks'} needs --auth jwt")
         return OpenAuthenticator()
     if auth != "jwt":
         raise typer.BadParameter("--auth must be none or jwt")
-    if key is None:
-        raise typer.BadParameter("--auth jwt needs --jwt-key SECRET|FILE")
+    if (key is None) == (jwks is None):
+        raise typer.BadParameter("--auth jwt needs --jwt-key SECRET|FILE or --jwt-jwks URL, not both")
     try:
-        return JwtAuthenticator(key, issuer=issuer, audience=audience, anonymous_read=anonymous_read)
+        keys = JwksKeys(jwks) if jwks is not None else None
+        return JwtAuthenticator(
+            key, jwks=keys, issuer=issuer, audience=audience, anonymous_read=anonymous_read
+        )
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc)) from None
 
