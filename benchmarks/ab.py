@@ -16,18 +16,23 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 from pathlib import Path
 
 FIGURES = ("deliveries_per_second", "server_cpu_us_per_delivery")
 
 
-def bench(checkout: Path, transport: str, extra: list[str]) -> dict[str, float]:
+def bench(checkout: Path, transport: str, extra: list[str]) -> dict[str, float] | None:
+    """One run's figures; None (said on stderr) when the run failed or lost messages."""
     command = [str(checkout / ".venv" / "bin" / "roomchat"), "bench", "--transport", transport]
     done = subprocess.run(
-        [*command, *extra, "--json", "--no-progress"], capture_output=True, text=True, check=True, timeout=600
-    )
-    figures = json.loads(done.stdout)
-    assert figures["lost"] == 0, figures
+        [*command, *extra, "--json", "--no-progress"], capture_output=True, text=True, timeout=600,
+        cwd=checkout,  # the server it starts is `python -m roomchat`: the checkout's own package
+    )  # fmt: skip
+    figures = json.loads(done.stdout) if done.returncode == 0 else None
+    if figures is None or figures["lost"]:
+        print(f"{checkout}: the run failed: {done.stderr.strip()[-300:]}", file=sys.stderr, flush=True)
+        return None
     return {name: float(figures[name]) for name in FIGURES}
 
 
@@ -44,10 +49,16 @@ def main() -> None:
         order = [args.before, args.after] if pair % 2 == 0 else [args.after, args.before]
         got = {checkout: bench(checkout, args.transport, args.bench_args) for checkout in order}
         load = os.getloadavg()[0]
+        if None in got.values():
+            continue
+        after, before = got[args.after], got[args.before]
+        assert after is not None and before is not None
         for name in FIGURES:
-            ratios[name].append(got[args.after][name] / got[args.before][name])
-        shown = "  ".join(f"{name} {got[args.after][name] / got[args.before][name]:.3f}" for name in FIGURES)
+            ratios[name].append(after[name] / before[name])
+        shown = "  ".join(f"{name} {after[name] / before[name]:.3f}" for name in FIGURES)
         print(f"pair {pair + 1}: after/before {shown}  (load average {load:.2f})", flush=True)
+    if not ratios[FIGURES[0]]:
+        raise SystemExit("no pair completed")
     medians = "  ".join(f"{name} {statistics.median(ratios[name]):.3f}" for name in FIGURES)
     print(f"{args.transport} median after/before: {medians}")
 

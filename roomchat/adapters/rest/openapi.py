@@ -91,6 +91,23 @@ _IDEMPOTENCY_KEY = {
 }
 _READ = ("401", "403", "422", "503")
 
+# The WebSocket in words: OpenAPI 3.0 cannot describe its frames (docs/websocket.md has all of it).
+_WEBSOCKET = """Upgrade with `Sec-WebSocket-Protocol: roomchat.v1` (in a browser
+`new WebSocket(url, "roomchat.v1")`); an upgrade without it is 400. JSON text frames, one object each:
+
+- `{"type": "subscribe", "roomId", "lastId"?, "presence"?, "typing"?}` → `subscribed`, then `gap`
+  if `lastId` is no longer in history, the messages after it, then live `message` frames
+- `{"type": "unsubscribe", "roomId"}` → `unsubscribed`
+- `{"type": "publish", "roomId", "userId"?, "text", "ref"?, "key"?}` → `{"type": "ack", "ref",
+  "message"}`, or an `error` with the same `ref`
+- `{"type": "auth", "token"}` → `authenticated`, or an `error` (401)
+- `{"type": "ping"}` → `pong`
+
+Server frames about a room: `message`, `gap`, `presence`, `typing`, `deleted`, `lagged`,
+`expired` and `error` (`code` as the HTTP status). Up to 100 rooms per connection; a binary frame
+closes with 1003, a frame over 64 KiB with 1009, the server stopping with 1001. In full:
+docs/websocket.md."""
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {
@@ -180,6 +197,18 @@ OPENAPI: dict[str, Any] = {
                     *("401", "403", "422", "429", "503"),
                 ),
             },
+        },
+        "/api/ws": {
+            "get": {
+                "tags": ["WebSocket"],
+                "summary": "WebSocket: many rooms on one connection (subprotocol roomchat.v1)",
+                "description": _WEBSOCKET,
+                "responses": {
+                    "101": {"description": "Switching protocols: the WebSocket is open"},
+                    "400": _json(_ref("Error"), "The upgrade did not ask for the subprotocol roomchat.v1"),
+                    "426": _json(_ref("Error"), "A plain GET: connect with a WebSocket"),
+                },
+            }
         },
         "/api/rooms": {
             "get": {
