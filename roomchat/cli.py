@@ -27,11 +27,9 @@ from roomchat.core import BackendUnavailable, ValidationError, validation
 from roomchat.core.identity import Authenticator, OpenAuthenticator
 from roomchat.core.limits import Limits
 from roomchat.descriptors import Budget, raise_open_file_limit
-from roomchat.jwks import JwksKeys
 from roomchat.plugins import listing
 from roomchat.runner import StartupError, run_forever
 from roomchat.supervisor import die_with_supervisor, one_per_core, supervise
-from roomchat.tokens import JwtAuthenticator, mint
 
 app = typer.Typer(
     help="roomchat: a realtime chat server with rooms, history and pluggable transports.",
@@ -327,6 +325,10 @@ def _authenticator(
         raise typer.BadParameter("--auth must be none or jwt")
     if (key is None) == (jwks is None):
         raise typer.BadParameter("--auth jwt needs --jwt-key SECRET|FILE or --jwt-jwks URL, not both")
+    # PyJWT and cryptography are imported only for --auth jwt (and `roomchat token`).
+    from roomchat.jwks import JwksKeys
+    from roomchat.tokens import JwtAuthenticator
+
     try:
         keys = JwksKeys(jwks) if jwks is not None else None
         return JwtAuthenticator(
@@ -450,6 +452,8 @@ def token(
     jwt_audience: Annotated[str | None, typer.Option(envvar=_env("JWT_AUDIENCE"), metavar="AUD")] = None,
 ) -> None:
     """Print a token for --auth jwt, signed with --jwt-key (HS256)."""
+    from roomchat.tokens import mint
+
     try:
         print(
             mint(
