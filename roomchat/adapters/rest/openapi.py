@@ -91,6 +91,12 @@ _IDEMPOTENCY_KEY = {
 }
 _READ = ("401", "403", "422", "503")
 
+def _probe(summary: str, schema: str, ok: str, not_ok: str) -> dict[str, Any]:
+    """An operator's probe: 200 or 503, the same body either way."""
+    answers = {"200": _json(_ref(schema), ok), "503": _json(_ref(schema), not_ok)}
+    return {"get": {"summary": summary, "responses": answers}}
+
+
 # The WebSocket in words: OpenAPI 3.0 cannot describe its frames (docs/websocket.md has all of it).
 _WEBSOCKET = """Upgrade with `Sec-WebSocket-Protocol: roomchat.v1` (in a browser
 `new WebSocket(url, "roomchat.v1")`); an upgrade without it is 400. JSON text frames, one object each:
@@ -228,24 +234,11 @@ OPENAPI: dict[str, Any] = {
                 "responses": _answers({"200": _json(_ref("RoomPage"), "Rooms")}, "401", "422", "503"),
             },
         },
-        "/healthz": {
-            "get": {
-                "summary": "Liveness and backend reachability",
-                "responses": {
-                    "200": _json(_ref("Health"), "Healthy"),
-                    "503": _json(_ref("Health"), "Backend unreachable"),
-                },
-            }
-        },
-        "/readyz": {
-            "get": {
-                "summary": "Readiness: 503 while starting, stopping or with the backend unreachable",
-                "responses": {
-                    "200": _json(_ref("Readiness"), "Ready for traffic"),
-                    "503": _json(_ref("Readiness"), "Not ready"),
-                },
-            }
-        },
+        "/healthz": _probe("Liveness and backend reachability", "Health", "Healthy", "Backend unreachable"),
+        "/readyz": _probe(
+            "Readiness: 503 while starting, stopping or with the backend unreachable",
+            "Readiness", "Ready for traffic", "Not ready",
+        ),
         "/metrics": {
             "get": {
                 "summary": "Prometheus metrics",
