@@ -34,7 +34,6 @@ from roomchat.plugins import listing
 from roomchat.reload import Reloader
 from roomchat.runner import StartupError, run_forever
 from roomchat.supervisor import die_with_supervisor, one_per_core, supervise
-from roomchat.tokens import JwtAuthenticator, mint
 
 app = typer.Typer(
     help="roomchat: a realtime chat server with rooms, history and pluggable transports.",
@@ -110,7 +109,10 @@ def serve(
         str, typer.Option(envvar=_env("LOG_LEVEL"), help="critical, error, warning, info or debug.")
     ] = "info",
     log_json: Annotated[
-        bool, typer.Option(envvar=_env("LOG_JSON"), help="Log one JSON object a line.")
+        bool, typer.Option(envvar=_env("LOG_JSON"), help="Every line, stdout's included, one JSON object.")
+    ] = False,
+    access_log: Annotated[
+        bool, typer.Option(envvar=_env("ACCESS_LOG"), help="Log every HTTP request (tokens redacted).")
     ] = False,
     auth: Annotated[
         str,
@@ -124,6 +126,12 @@ def serve(
             envvar=_env("JWT_KEY"),
             metavar="SECRET|FILE",
             help="An HS256 secret, or a PEM public key file (RS256, ES256, EdDSA).",
+        ),
+    ] = None,
+    jwt_jwks: Annotated[
+        str | None,
+        typer.Option(
+            envvar=_env("JWT_JWKS"), metavar="URL", help="The identity provider's JWKS: keys by kid, rotated."
         ),
     ] = None,
     jwt_issuer: Annotated[
@@ -281,28 +289,32 @@ def serve(
     if log_level not in logs.LEVELS:
         raise typer.BadParameter(f"--log-level must be one of {', '.join(logs.LEVELS)}")
     ports = _parse_ports(port or [], names)
-    authenticator = _authenticator(auth, jwt_key, jwt_issuer, jwt_audience, anonymous_read, jwt_allow_no_exp)
+    authenticator = _authenticator(
+        auth, jwt_key, jwt_jwks, jwt_issuer, jwt_audience, anonymous_read, jwt_allow_no_exp
+    )
     origins = tuple(comma_list(cors_origin or []))
     rate = _rate(rate)
     hook = _publish_hook(publish_hook, webhook_secret, publish_hook_timeout, publish_hook_fail_open)
     proxies = _trusted_proxies(trust_proxy or [])
     history_size = _size("--history-bytes", history_bytes)
     streams = _max_streams(max_streams)
-    logs.configure(log_level, log_json)
+    logs.configure(log_level, log_json, say_as_json=log_json and not worker, access_log=access_log)
     fds = Budget(raise_open_file_limit())
     limits = Limits(rate, fds.streams if streams is None else streams, max_streams_per_ip, max_names_per_ip)
     if workers != 1:
         _refuse_unshared(backend, workers)
     if auth == "none" and not _loopback(host) and not worker:  # a supervisor said it for its workers
-        print(
-            f"roomchat: warning: serving {host} with --auth none: anyone who can reach it"
+        logs.say(
+            f"serving {host} with --auth none: anyone who can reach it"
             " may post as anyone and delete rooms (see docs/security.md)",
-            file=sys.stderr,
-            flush=True,
+            level="warning",
+            to=sys.stderr,
         )
-    if workers != 1 and (workers or one_per_core()) > 1:
+    if workers != 1 and (workers or one_per_core()) > 1:  # the start-up lines once, from the supervisor
+        _said_at_start(names, all_, chosen, backend, history, max_text, buffer, keepalive)
         command = [sys.executable, "-m", "roomchat", *sys.argv[1:]]
-        raise SystemExit(supervise(command, workers or one_per_core(), len(names)))
+        budget = lambda: _log_budget(fds, limits.max_streams)  # noqa: E731
+        raise SystemExit(supervise(command, workers or one_per_core(), len(names), budget))
     if worker:
         die_with_supervisor()
     try:
@@ -339,43 +351,47 @@ def serve(
             trust_proxy=proxies,
             reuse_port=worker > 0,
             max_connections_per_ip=max_connections_per_ip,
+            access_log=access_log,
         )
         adapter_settings[name] = settings
         try:
             adapters[name] = factory(service, settings)
         except Exception as exc:
             _fail(f"adapter {name!r} failed to start: {exc}")
-    startup.announce_choice(names, "--all" if all_ else "--adapter" if chosen else None)
-    startup.log_settings(backend, history=history, max_text=max_text, buffer=buffer, keepalive=keepalive)
+    if not worker:  # a supervisor said these for all its workers
+        _said_at_start(names, all_, chosen, backend, history, max_text, buffer, keepalive)
 
     def parse(values: dict[str, object]) -> dict[str, object]:
         args = _serve_args(sys.argv[1:]) or []
         return dict(ctx.command.make_context("serve", args, default_map=values).params)
 
-    hooked = {"url": publish_hook}  # where the running publish hook posts
+    running = {"jwt_key": jwt_key, "publish_hook": publish_hook}  # what the running objects were made of
 
     def apply(new: dict[str, object]) -> None:
         """Everything is built (and refused, with nothing changed) before anything is applied."""
-        authenticator = _authenticator(
-            auth, _str(new["jwt_key"]), jwt_issuer, jwt_audience, anonymous_read, jwt_allow_no_exp
-        )
+        key, hook_url = _str(new["jwt_key"]), _str(new["publish_hook"])
+        keyed = None
+        if key != running["jwt_key"]:
+            keyed = _authenticator(
+                auth, key, jwt_jwks, jwt_issuer, jwt_audience, anonymous_read, jwt_allow_no_exp
+            )
         origins = tuple(comma_list(_strs(new["cors_origin"])))
         per_ip = _int(new["max_streams_per_ip"])
         new_limits = replace(limits, rate=_rate(_float(new["rate"])), max_streams_per_ip=per_ip)
-        hook_url = _str(new["publish_hook"])
         new_hook = _publish_hook(hook_url, webhook_secret, publish_hook_timeout, publish_hook_fail_open)
         for name, adapter in adapters.items():
             reconfigure = getattr(adapter, "reconfigure", None)  # optional: docs/plugins.md
             if reconfigure is not None:
                 reconfigure(replace(adapter_settings[name], cors_origins=origins))
-        service.reconfigure(authenticator=authenticator, limits=new_limits)
-        if hook_url != hooked["url"]:
+        service.reconfigure(authenticator=keyed, limits=new_limits)
+        if hook_url != running["publish_hook"]:
             service.set_publish_hook(new_hook)
-            hooked["url"] = hook_url
+        running.update(jwt_key=key, publish_hook=hook_url)
 
     reload = Reloader(config, configfile.flag_types(serve), parse, apply, dict(ctx.params))
+    listening = None if worker else lambda: _log_budget(fds, limits.max_streams)
     try:
-        run_forever(service, adapters, lambda: _log_budget(fds, limits.max_streams), reload)
+        run_forever(service, adapters, listening, reload)
     except (StartupError, BackendUnavailable) as exc:
         _fail(str(exc))
 
@@ -413,6 +429,10 @@ def _float(value: object) -> float:
 
 def _int(value: object) -> int:
     return int(value) if isinstance(value, int) else 0
+def _said_at_start(names: list[str], all_: bool, chosen: list[str], backend: str, *sizes: float) -> None:
+    startup.announce_choice(names, "--all" if all_ else "--adapter" if chosen else None)
+    history, max_text, buffer, keepalive = sizes
+    startup.log_settings(backend, history=history, max_text=max_text, buffer=buffer, keepalive=keepalive)
 
 
 _UNSHARED = ("memory", "sqlite")  # backends whose rooms live in one process
@@ -428,20 +448,35 @@ def _refuse_unshared(backend: str, workers: int) -> None:
 
 
 def _authenticator(
-    auth: str, key: str | None, issuer: str | None, audience: str | None, anonymous_read: bool,
+    auth: str,
+    key: str | None,
+    jwks: str | None,
+    issuer: str | None,
+    audience: str | None,
+    anonymous_read: bool,
     allow_no_exp: bool,
 ) -> Authenticator:
     if auth == "none":
-        if key is not None:
-            raise typer.BadParameter("--jwt-key needs --auth jwt")
+        if key is not None or jwks is not None:
+            raise typer.BadParameter(f"{'--jwt-key' if key is not None else '--jwt-jwks'} needs --auth jwt")
         return OpenAuthenticator()
     if auth != "jwt":
         raise typer.BadParameter("--auth must be none or jwt")
-    if key is None:
-        raise typer.BadParameter("--auth jwt needs --jwt-key SECRET|FILE")
+    if (key is None) == (jwks is None):
+        raise typer.BadParameter("--auth jwt needs --jwt-key SECRET|FILE or --jwt-jwks URL, not both")
+    # PyJWT and cryptography are imported only for --auth jwt (and `roomchat token`).
+    from roomchat.jwks import JwksKeys
+    from roomchat.tokens import JwtAuthenticator
+
     try:
+        keys = JwksKeys(jwks) if jwks is not None else None
         return JwtAuthenticator(
-            key, issuer=issuer, audience=audience, anonymous_read=anonymous_read, allow_no_exp=allow_no_exp
+            key,
+            jwks=keys,
+            issuer=issuer,
+            audience=audience,
+            anonymous_read=anonymous_read,
+            allow_no_exp=allow_no_exp,
         )
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -590,6 +625,8 @@ def token(
     jwt_audience: Annotated[str | None, typer.Option(envvar=_env("JWT_AUDIENCE"), metavar="AUD")] = None,
 ) -> None:
     """Print a token for --auth jwt, signed with --jwt-key (HS256)."""
+    from roomchat.tokens import mint
+
     try:
         print(
             mint(
@@ -624,7 +661,7 @@ def version() -> None:
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    print(f"roomchat: error: {message}", file=sys.stderr, flush=True)
+    logs.say(message, level="error", to=sys.stderr)
     raise SystemExit(code)
 
 

@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Callable, Mapping
 
+from roomchat import logs
 from roomchat.adapters import Adapter, CannotListen
 from roomchat.core import RoomService
 
@@ -24,8 +25,7 @@ log = logging.getLogger("roomchat")
 
 
 def announce(name: str, url: str) -> None:
-    print(f"roomchat: {name} listening on {url}", flush=True)
-    log.debug("%s listening on %s", name, url)  # the same, in the log's format (--log-json)
+    logs.say(f"{name} listening on {url}", adapter=name, url=url)
 
 
 async def run(
@@ -48,7 +48,7 @@ async def run(
     loop.add_signal_handler(signal.SIGHUP, reload or _nothing_to_reload)
     try:
         await service.start()
-        announcements = _Announcements(list(adapters), ready)
+        announcements = _Announcements(list(adapters), ready, service.serving)
         tasks = {
             loop.create_task(adapter.serve(announcements.ready_as(name), stopping), name=name): name
             for name, adapter in adapters.items()
@@ -83,9 +83,10 @@ class _Announcements:
     """Holds each adapter's `listening` line until every adapter has bound, so a
     server that then fails to start never said it was listening."""
 
-    def __init__(self, names: list[str], ready: Callable[[str, str], None]) -> None:
+    def __init__(self, names: list[str], ready: Callable[[str, str], None], then: Callable[[], None]) -> None:
         self._names = names
         self._ready = ready
+        self._then = then  # once every adapter is listening
         self._urls: dict[str, str] = {}
 
     def ready_as(self, name: str) -> Callable[[str], None]:
@@ -96,6 +97,7 @@ class _Announcements:
             if len(self._urls) == len(self._names):
                 for each in self._names:
                     self._ready(each, self._urls[each])
+                self._then()
 
         return ready
 

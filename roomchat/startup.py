@@ -7,7 +7,7 @@ import logging
 from typing import Any
 from urllib.parse import urlsplit
 
-from roomchat import __version__
+from roomchat import __version__, logs
 
 log = logging.getLogger("roomchat")
 
@@ -24,7 +24,7 @@ PLACEHOLDERS = {
     "keepalive": "SECONDS",
     "drain": "SECONDS",
     "rate": "N",
-    "transport": "sse|grpc",
+    "transport": "sse|ws|grpc",
     "server_arg": "ARG",
     "post_path": "PATH",
     "stream_path": "PATH",
@@ -61,10 +61,7 @@ def announce_choice(names: list[str], chosen_by: str | None) -> None:
         "--all": "--all: every adapter found",
         None: "all found; choose with --adapter NAME",
     }[chosen_by]
-    print(f"roomchat: serving {', '.join(names)} ({why})", flush=True)
-    # The log says it too, at debug: at the default level stderr is kept for
-    # warnings and for the one line that says why the server could not start.
-    log.debug("roomchat %s serving %s (%s)", __version__, ", ".join(names), why)
+    logs.say(f"serving {', '.join(names)} ({why})", adapters=names, version=__version__)
 
 
 def log_settings(backend: str, **settings: object) -> None:

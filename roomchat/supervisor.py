@@ -17,9 +17,11 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+from roomchat import logs
 
 log = logging.getLogger("roomchat.supervisor")
 
@@ -63,8 +65,15 @@ class _Worker:
 class Supervisor:
     """Runs `command` (a `roomchat serve` that prints `adapters` listening lines) N times."""
 
-    def __init__(self, command: Sequence[str], workers: int, adapters: int) -> None:
+    def __init__(
+        self,
+        command: Sequence[str],
+        workers: int,
+        adapters: int,
+        listening: Callable[[], None] = lambda: None,
+    ) -> None:
         self._command = list(command)
+        self._listening = listening  # once every worker listens, after the `listening` lines
         self._count = workers
         self._adapters = adapters
         self._ports: list[str] = []  # `--port NAME=PORT` the first worker bound
@@ -87,7 +96,8 @@ class Supervisor:
                 return 0
             stop.cancel()
             for line in starting.result():
-                print(line, flush=True)
+                _say_listening(line)
+            self._listening()
             watchers = [asyncio.ensure_future(self._watch(k)) for k in self._workers]
             await self._stopping.wait()
             for watcher in watchers:
@@ -176,6 +186,13 @@ class Supervisor:
             await asyncio.wait(late, timeout=1)
 
 
+def _say_listening(line: str) -> None:
+    """A worker's `listening` line (plain: it speaks to its supervisor), as the supervisor logs."""
+    head, _, url = line.partition(_LISTENING)
+    name = head.removeprefix("roomchat: ").strip()
+    logs.say(f"{name} listening on {url.strip()}", adapter=name, url=url.strip())
+
+
 def _port_args(line: str) -> list[str]:
     """`roomchat: rest listening on http://127.0.0.1:8080` -> ["--port", "rest=8080"]."""
     head, _, url = line.partition(_LISTENING)
@@ -194,8 +211,10 @@ async def _forward(stdout: asyncio.StreamReader) -> None:
         sys.stdout.flush()
 
 
-def supervise(command: Sequence[str], workers: int, adapters: int) -> int:
+def supervise(
+    command: Sequence[str], workers: int, adapters: int, listening: Callable[[], None] = lambda: None
+) -> int:
     """Run the supervisor in a fresh event loop; its exit code."""
-    code = asyncio.run(Supervisor(command, workers, adapters).run())
+    code = asyncio.run(Supervisor(command, workers, adapters, listening).run())
     sys.stdout.flush()
     return code

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from roomchat.core import ValidationError, validation
 from roomchat.core.errors import Unauthenticated
 from roomchat.core.identity import Identity, room_patterns
+from roomchat.jwks import JwksKeys
 
 LEEWAY = 30.0  # seconds of clock skew allowed on exp and nbf
 MIN_SECRET = 32  # bytes: shorter HS256 secrets can be brute-forced offline
@@ -56,15 +57,22 @@ class JwtAuthenticator:
 
     def __init__(
         self,
-        key: str,
+        key: str | None,
         *,
+        jwks: JwksKeys | None = None,
         issuer: str | None = None,
         audience: str | None = None,
         anonymous_read: bool = False,
         allow_no_exp: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._key, self._algorithm = load_key(key)
+        if (key is None) == (jwks is None):
+            raise ValueError("--auth jwt needs --jwt-key SECRET|FILE or --jwt-jwks URL, not both")
+        self._key: Any = None
+        self._algorithm = ""
+        if key is not None:
+            self._key, self._algorithm = load_key(key)
+        self._jwks = jwks
         self._issuer = issuer
         self._audience = audience
         self._anonymous_read = anonymous_read
@@ -89,11 +97,12 @@ class JwtAuthenticator:
         return replace(identity, address=address) if address is not None else identity
 
     def _verify(self, token: str) -> Identity:
+        key, algorithm = self._jwks.key_for(token) if self._jwks else (self._key, self._algorithm)
         try:
             claims = jwt.decode(
                 token,
-                self._key,
-                algorithms=[self._algorithm],
+                key,
+                algorithms=[algorithm],
                 issuer=self._issuer,
                 audience=self._audience,
                 leeway=LEEWAY,

@@ -190,7 +190,10 @@ def roomchat_process(
             if not line:
                 err = proc.stderr.read() if proc.stderr else ""
                 raise AssertionError(f"roomchat exited early: {err}")
-            if " listening on " in line:
+            if line.startswith("{") and "listening on" in line:  # --log-json
+                said_as_json = json.loads(line)
+                urls[said_as_json["adapter"]] = said_as_json["url"]
+            elif " listening on " in line:
                 head, _, url = line.strip().partition(" listening on ")
                 urls[head.removeprefix("roomchat: ")] = url
         yield Process(proc, urls, said)

@@ -36,6 +36,7 @@ class AdapterSettings:
     cors_origins: tuple[str, ...] = ()  # origins allowed to post and delete from a browser
     reuse_port: bool = False  # bind with SO_REUSEPORT: `serve --workers N` processes share the port
     max_connections_per_ip: int = DEFAULT_CONNECTIONS_PER_IP  # per peer address; 0: no cap
+    access_log: bool = False  # log every HTTP request (`--access-log`)
 
     @property
     def tls(self) -> bool:

@@ -14,6 +14,7 @@ from roomchat.core.limits import DEFAULT_HISTORY_BYTES, DEFAULT_MAX_ROOMS
 from roomchat.core.listener import Listener
 from roomchat.core.message import Message
 from roomchat.core.presence import PresencePart, RoomPresence
+from roomchat.core.timings import Snapshot
 
 DEFAULT_HISTORY = 1000
 
@@ -87,6 +88,7 @@ class Stats:
     delivered: int
     lagged: int
     listeners: dict[str, int] = field(default_factory=dict)  # by transport
+    timings: dict[str, Snapshot] = field(default_factory=dict)  # latency histograms, by name
 
 
 class Manager(Protocol):
@@ -178,6 +180,10 @@ class Manager(Protocol):
 
     async def health(self) -> str | None:
         """None when healthy, else why not (for /healthz)."""
+        ...
+
+    async def ready(self) -> bool:
+        """Serving: every adapter listening, not stopping, and the backend answers."""
         ...
 
     def stats(self) -> Stats: ...

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from roomchat.core import validation
 from roomchat.core.broadcaster import Broadcaster
@@ -25,6 +26,7 @@ from roomchat.core.message import Message, id_key
 from roomchat.core.ports import Backend, Posted, PublishHook, RoomInfo, RoomPage, Stats
 from roomchat.core.presence import DEFAULT_PAGE as DEFAULT_PRESENCE_PAGE
 from roomchat.core.presence import HEARTBEAT, WINDOW, NameCap, Presence, RoomPresence
+from roomchat.core.timings import Timings
 
 DEFAULT_BUFFER = 1024
 MAX_PAGE = 1000
@@ -46,6 +48,8 @@ class RoomService:
         presence_heartbeat: float = HEARTBEAT,
         presence_window: float = WINDOW,
         publish_hook: PublishHook | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if buffer_size < 1:
             raise ValueError("buffer_size must be at least 1")
@@ -65,6 +69,9 @@ class RoomService:
         self._hooks_closing: set[asyncio.Task[None]] = set()
         self._presence = Presence(backend, window=presence_window, heartbeat=presence_heartbeat)
         self._names = NameCap(self.limits.max_names_per_ip)
+        self._serving = False  # every adapter listening: see `ready`
+        self._clock, self._wall_clock = clock, wall_clock
+        self.timings = Timings()
 
     async def start(self) -> None:
         await self._backend.start(self)
@@ -198,8 +205,11 @@ class RoomService:
     async def submit(
         self, room_id: str, user_id: str | None, text: str, *, identity: Identity | None = None
     ) -> Message:
+        started = self._clock()
         user, text = await self._admit(room_id, user_id, text, identity or self._anyone)
+        sent = self._clock()
         message = await self._backend.publish(room_id, user, text)
+        self._timed(started, sent)
         self._counters.published += 1
         return message
 
@@ -215,11 +225,20 @@ class RoomService:
         if key is None:
             return Posted(await self.submit(room_id, user_id, text, identity=identity))
         validation.idempotency_key(key)
+        started = self._clock()
         user, text = await self._admit(room_id, user_id, text, identity or self._anyone)
+        sent = self._clock()
         posted = await self._backend.publish_once(room_id, user, text, key)
+        self._timed(started, sent)
         if not posted.replayed:
             self._counters.published += 1
         return posted
+
+    def _timed(self, started: float, sent: float) -> None:
+        """A post acknowledged: its whole time, and its backend round trip (from `sent`)."""
+        done = self._clock()
+        self.timings.post.observe(done - started)
+        self.timings.backend.observe(done - sent)
 
     async def _admit(self, room_id: str, user_id: str | None, text: str, who: Identity) -> tuple[str, str]:
         """Check a post (rules, permission, rate, the publish hook); the userId it is made
@@ -320,7 +339,18 @@ class RoomService:
         await self._backend.delete(room_id)
 
     async def healthy(self) -> bool:
-        return await self._backend.ping()
+        sent = self._clock()
+        answered = await self._backend.ping()
+        if answered:
+            self.timings.backend.observe(self._clock() - sent)
+        return answered
+
+    def serving(self) -> None:
+        """Every adapter is listening (the runner says so): ready from now until closed."""
+        self._serving = True
+
+    async def ready(self) -> bool:
+        return self._serving and not self._closing and await self.healthy()
 
     async def health(self) -> str | None:
         """None when healthy, else why not: the backend's own reason (a corrupt file, a full disk)."""
@@ -335,7 +365,7 @@ class RoomService:
 
     def stats(self) -> Stats:
         c = self._counters
-        return Stats(c.published, c.delivered, c.lagged, dict(self._listeners))
+        return Stats(c.published, c.delivered, c.lagged, dict(self._listeners), self.timings.snapshot())
 
     def _local_listeners(self, room_id: str) -> int:
         room = self._rooms.get(room_id)
@@ -347,6 +377,9 @@ class RoomService:
         room = self._rooms.get(message.room_id)
         if room is not None:
             room.publish(message)
+            # Once per message, not per listener: from its stored time to its fan-out here.
+            lag = self._wall_clock() - datetime.fromisoformat(message.time).timestamp()
+            self.timings.delivery_lag.observe(max(lag, 0.0))
 
     def deleted(self, room_id: str) -> None:
         room = self._rooms.get(room_id)

@@ -206,7 +206,8 @@ async def test_the_server_pings_a_connection_and_closes_one_that_never_answers()
         reader, writer = await asyncio.open_connection(host, int(port))
         writer.write(
             b"GET /api/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            b"Sec-WebSocket-Protocol: roomchat.v1\r\n\r\n"
         )
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         assert head.startswith(b"HTTP/1.1 101")
@@ -232,6 +233,23 @@ async def test_a_plain_get_is_426() -> None:
             r = await client.get(url)
             assert r.status_code == 426 and r.json()["code"] == 426
             assert r.headers["upgrade"] == "websocket"
+
+
+@pytest.mark.parametrize("asked", [None, ["roomchat.v0", "graphql-ws"]])
+async def test_a_client_that_does_not_ask_for_roomchat_v1_is_refused_with_400(
+    asked: list[str] | None,
+) -> None:
+    async with serve("rest", "html") as server:
+        for base, path in ((server.url("rest"), "/api/ws"), (server.url("html"), "/ws")):
+            with pytest.raises(InvalidStatus) as refused:
+                async with ws_connect(base, path, subprotocols=asked):
+                    pass
+            assert refused.value.response.status_code == 400
+            answer = json.loads(refused.value.response.body or b"{}")
+            assert answer["code"] == 400 and "roomchat.v1" in answer["message"]
+        async with ws_connect(server.url("rest")) as ws:  # one that asks is still served
+            assert ws.connection.subprotocol == "roomchat.v1"
+            assert await ws.ask(type="ping") == {"type": "pong"}
 
 
 async def test_the_html_adapter_serves_it_at_ws() -> None:

@@ -167,7 +167,7 @@ async def test_streams_opened_while_redis_is_down_answer_503(
     async with in_process(redis.url) as base:
         assert (await client.get(f"{base}/healthz")).status_code == 200
         redis.kill()
-        for path in ("/api/stream/r", "/api/rooms", "/api/room/r", "/healthz"):
+        for path in ("/api/stream/r", "/api/rooms", "/api/room/r", "/healthz", "/readyz"):
             r = await client.get(f"{base}{path}")
             assert r.status_code == 503, path
             assert r.headers["content-type"] == "application/json", path

@@ -178,7 +178,7 @@ def test_the_version_both_ways(args: list[str]) -> None:
     [
         ("serve", ["--adapter NAME", "--port NAME=PORT", "--backend URL", "--history N",
                    "--keepalive SECONDS"]),
-        ("bench", ["--url URL", "-n, --listeners N", "--rate N", "--transport sse|grpc"]),
+        ("bench", ["--url URL", "-n, --listeners N", "--rate N", "--transport sse|ws|grpc"]),
     ],
 )
 def test_help_shows_placeholders_not_types(command: str, shown: list[str]) -> None:
@@ -215,6 +215,10 @@ def test_json_logs_at_debug_say_what_starts() -> None:
         assert server.terminate() == 0
         assert server.proc.stderr is not None
         logged = [json.loads(line)["message"] for line in server.proc.stderr.read().splitlines()]
-    assert "roomchat 0.1.0 serving rest (chosen with --adapter)" in logged
+    said = [json.loads(line) for line in server.said]  # stdout's lines are JSON too
+    assert [line["message"] for line in said] == [
+        "serving rest (chosen with --adapter)",
+        f"rest listening on {url}",
+    ]
+    assert said[0]["version"] == "0.1.0"
     assert "backend memory, history=1000 max-text=4096 buffer=1024 keepalive=15.0" in logged
-    assert f"rest listening on {url}" in logged

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.cli.test_documented_commands import run_as_shown, shown_serve_output
 from tests.support import Process, roomchat_process
 
 ROOT = Path(__file__).parent.parent.parent
@@ -114,6 +115,11 @@ def test_roomchat_adapters_lists_the_plugin(plugin_path: str) -> None:
     rows = {line.split()[0]: line.split()[1:] for line in out.stdout.splitlines()}
     assert rows["ndjson"] == ["roomchat-ndjson", "0.1.0"]
     assert rows["rest"] == ["roomchat", "0.1.0"]
+
+
+def test_plugins_md_shows_what_serve_says(plugin_path: str) -> None:
+    [(args, said)] = shown_serve_output("plugins.md")
+    run_as_shown(args, said, {"PYTHONPATH": plugin_path})
 
 
 async def test_serve_starts_the_plugin_beside_a_built_in_one(plugin_path: str) -> None:

@@ -50,6 +50,7 @@ from h2.events import Event, PingReceived, RemoteSettingsChanged, StreamReset, U
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
 
+from roomchat.adapters.gauges import OPEN_CONNECTIONS
 from roomchat.adapters.grpc.frames import FRAME_TOO_LARGE, FrameMeter
 
 HANDSHAKE_TIMEOUT = 5.0
@@ -217,6 +218,7 @@ class ServerProtocol(H2Protocol):
             self.transport.abort()
             return
         self._handshake = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self._handshake_due)
+        OPEN_CONNECTIONS.opened("grpc")
         sock = transport.get_extra_info("socket")
         if sock is not None:
             _set_nodelay(sock)
@@ -343,4 +345,5 @@ class ServerProtocol(H2Protocol):
         if self._handshake is not None:
             self._handshake.cancel()
         self._connections.release(self, self._peer)
+        OPEN_CONNECTIONS.closed("grpc")
         super().connection_lost(exc)

@@ -19,6 +19,7 @@ from roomchat.adapters.html.pages import STATIC, error_page, render, shown
 from roomchat.adapters.http.bodies import idempotency_key, message_posted, parse_object, read_body, text_field
 from roomchat.adapters.http.errors import EXCEPTION_HANDLERS, BadRequest
 from roomchat.adapters.http.identity import identify
+from roomchat.adapters.http.operations import operations_routes
 from roomchat.adapters.http.presence import presence_page, stream_presence
 from roomchat.adapters.http.security import CorsOrigins, browser_safety
 from roomchat.adapters.http.sse import EventStream, resume_id
@@ -201,6 +202,7 @@ def create_app(manager: Manager, settings: AdapterSettings, cors: CorsOrigins | 
             *websocket_routes("/ws", manager, settings),
             # roomchat.js connects to <origin>/api/ws, whichever adapter serves the page.
             *websocket_routes("/api/ws", manager, settings),
+            *operations_routes(manager),
             # static/roomchat.js (and .d.ts) link to clients/js/ in a checkout, the one
             # source of the client; a built package holds the file itself.
             Mount("/static", StaticFiles(directory=STATIC, follow_symlink=True), name="static"),

@@ -1,21 +1,38 @@
 """Prometheus metrics, read from the Manager's counters at scrape time.
 
 Nothing is counted through prometheus-client on the hot path: the core keeps
-plain integers and this collector turns them into metrics when scraped.
+plain integers (and its latency histograms, `core.timings`) and this collector
+turns them into metrics when scraped. The process and platform collectors are
+prometheus-client's own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-from starlette.requests import Request
 from starlette.responses import Response
 
+from roomchat.adapters.gauges import OPEN_CONNECTIONS
 from roomchat.adapters.http.capacity import CONNECTIONS
 from roomchat.core import Manager
+
+_HISTOGRAMS = {
+    "post": ("roomchat_post_seconds", "A post from its admission to its acknowledgement"),
+    "delivery_lag": (
+        "roomchat_delivery_lag_seconds",
+        "A message's stored time to its fan-out to this process's listeners",
+    ),
+    "backend": ("roomchat_backend_seconds", "Backend round trips: storing a post, a health ping"),
+}
 
 
 class ManagerCollector(Collector):
@@ -25,7 +42,7 @@ class ManagerCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         stats = self._manager.stats()
         listeners = GaugeMetricFamily(
-            "roomchat_listeners", "Open listeners, by transport", labels=["transport"]
+            "roomchat_listeners", "Open listeners (streams), by transport", labels=["transport"]
         )
         for transport, count in sorted(stats.listeners.items()):
             listeners.add_metric([transport], count)
@@ -39,6 +56,21 @@ class ManagerCollector(Collector):
         yield CounterMetricFamily(
             "roomchat_listeners_lagged", "Listeners ended for being too slow", stats.lagged
         )
+        yield from self._connections()
+        for name, snapshot in sorted(stats.timings.items()):
+            metric, help_text = _HISTOGRAMS[name]
+            buckets = [(_bound(bound), count) for bound, count in snapshot.buckets]
+            yield HistogramMetricFamily(metric, help_text, buckets=buckets, sum_value=snapshot.total)
+
+    def _connections(self) -> Iterator[Metric]:
+        connections = GaugeMetricFamily(
+            "roomchat_connections", "Open connections, by transport (http counts every HTTP one)",
+            labels=["transport"],
+        )  # fmt: skip
+        connections.add_metric(["http"], CONNECTIONS.open)
+        for transport in ("grpc", "ws"):
+            connections.add_metric([transport], OPEN_CONNECTIONS.by_transport[transport])
+        yield connections
         yield GaugeMetricFamily(
             "roomchat_http_connections", "Open HTTP connections, every adapter", CONNECTIONS.open
         )
@@ -50,12 +82,18 @@ class ManagerCollector(Collector):
         )
 
 
-def metrics_endpoint(manager: Manager) -> Callable[[Request], Awaitable[Response]]:
-    """A Starlette endpoint serving the Prometheus text format."""
+def _bound(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)
+
+
+def metrics_response(registry: CollectorRegistry) -> Response:
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def registry_for(manager: Manager) -> CollectorRegistry:
+    """Roomchat's series and the process's (CPU, memory, descriptors, Python's version)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ManagerCollector(manager))
-
-    async def metrics(request: Request) -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-    return metrics
+    for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR):
+        registry.register(standard)
+    return registry

@@ -40,7 +40,10 @@ CSP = (
     "form-action 'self'; frame-ancestors 'none'"
 )
 _EVERY_RESPONSE = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
-_HTML_RESPONSE = [(b"content-security-policy", CSP.encode()), (b"x-frame-options", b"DENY")]
+# /docs (Swagger UI) draws its icons as `data:` SVG images in its stylesheet: images, never script.
+DOCS_CSP = CSP.replace("img-src 'self'", "img-src 'self' data:")
+_FRAMING = (b"x-frame-options", b"DENY")
+_HTML_RESPONSE = [(b"content-security-policy", CSP.encode()), _FRAMING]
 _READS = frozenset({"GET", "HEAD"})
 ALLOWED_METHODS = "GET, POST, DELETE"
 ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key, Last-Event-ID"
@@ -194,7 +197,9 @@ def _with_headers(send: Send, cors_origin: str | None) -> Send:
         if message["type"] == "http.response.start":
             headers = message.get("headers", ())
             page = any(name == b"content-type" and value.startswith(b"text/html") for name, value in headers)
-            message["headers"] = [*headers, *added, *_HTML_RESPONSE] if page else [*headers, *added]
+            own_policy = page and any(name == b"content-security-policy" for name, _ in headers)  # /docs
+            html = [_FRAMING] if own_policy else _HTML_RESPONSE
+            message["headers"] = [*headers, *added, *html] if page else [*headers, *added]
         await send(message)
 
     return sending

@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 
 from roomchat.adapters import AdapterSettings, CannotListen, Ready
+from roomchat.adapters.http.access_log import access_logged
 from roomchat.adapters.http.capacity import CONNECTIONS
 from roomchat.adapters.http.guard import GuardedHttpProtocol
 from roomchat.adapters.http.identity import trusted_networks
@@ -78,6 +79,8 @@ async def serve_asgi(
     CONNECTIONS.set_from_open_file_limit()  # the limit as raised at start-up
     CONNECTIONS.per_ip = settings.max_connections_per_ip
     CONNECTIONS.exempt = trusted_networks(settings.trust_proxy)
+    if settings.access_log:
+        app = access_logged(app)  # inside with_raw_send: the fast paths still find uvicorn's own send
     config = uvicorn.Config(
         with_raw_send(app),
         interface="asgi3",

@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from roomchat.adapters import AdapterSettings
+from roomchat.adapters.gauges import OPEN_CONNECTIONS
 from roomchat.adapters.http.bodies import parse_object, text_field
 from roomchat.adapters.http.errors import BadRequest, error
 from roomchat.adapters.http.flushing import flusher
@@ -82,13 +83,15 @@ class WebSocketEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
+        if SUBPROTOCOL not in (scope.get("subprotocols") or ()):  # frames differ by version: ask for one
+            await _refuse(send, 400, f"ask for the WebSocket subprotocol {SUBPROTOCOL}", [])
+            return
         try:
             identity = identify(self._manager, scope, self._settings.trust_proxy)
         except Unauthenticated as exc:  # a token was given and is bad: answer as HTTP does
             await _refuse(send, 401, str(exc), [(b"www-authenticate", b'Bearer realm="roomchat"')])
             return
-        chosen = SUBPROTOCOL if SUBPROTOCOL in (scope.get("subprotocols") or ()) else None
-        await send({"type": "websocket.accept", "subprotocol": chosen})
+        await send({"type": "websocket.accept", "subprotocol": SUBPROTOCOL})
         protocol = getattr(scope.get(RAW_SEND), "__self__", None)
         if not isinstance(protocol, RoomchatWebSocketProtocol):
             log.error("the WebSocket endpoint needs roomchat's server (serve_asgi) to write its frames")
@@ -97,9 +100,11 @@ class WebSocketEndpoint:
         address = client_address(scope, self._settings.trust_proxy)
         connection = _Connection(self._manager, protocol, identity, address)
         connection.user_id = _user_of(scope)
+        OPEN_CONNECTIONS.opened(TRANSPORT)
         try:
             await connection.serve(receive, send)
         finally:
+            OPEN_CONNECTIONS.closed(TRANSPORT)
             await connection.close()
 
 

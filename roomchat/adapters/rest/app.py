@@ -6,7 +6,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -22,11 +22,12 @@ from roomchat.adapters.http.bodies import (
 )
 from roomchat.adapters.http.errors import EXCEPTION_HANDLERS
 from roomchat.adapters.http.identity import identify
-from roomchat.adapters.http.metrics import metrics_endpoint
+from roomchat.adapters.http.operations import operations_routes
 from roomchat.adapters.http.presence import presence_page, stream_presence
-from roomchat.adapters.http.security import CorsOrigins, browser_safety
+from roomchat.adapters.http.security import DOCS_CSP, CorsOrigins, browser_safety
 from roomchat.adapters.http.sse import EventStream, resume_id
 from roomchat.adapters.http.websocket import websocket_routes
+from roomchat.adapters.rest.docs_page import docs_page, swagger_ui_route
 from roomchat.adapters.rest.openapi import OPENAPI
 from roomchat.core import Manager, validation
 from roomchat.core.errors import ValidationError
@@ -34,7 +35,6 @@ from roomchat.core.identity import Identity
 from roomchat.core.service import DEFAULT_ROOM_PAGE
 
 _STATIC = Path(__file__).parent / "static"
-_DOCS = _STATIC / "docs.html"
 
 
 def create_app(manager: Manager, settings: AdapterSettings, cors: CorsOrigins | None = None) -> Starlette:
@@ -94,17 +94,13 @@ def create_app(manager: Manager, settings: AdapterSettings, cors: CorsOrigins | 
         await manager.delete(request.path_params["roomId"], identity=who(request))
         return JSONResponse({"success": True})
 
-    async def healthz(request: Request) -> Response:
-        problem = await manager.health()
-        if problem is None:
-            return JSONResponse({"status": "ok", "backend": "ok"})
-        return JSONResponse({"status": "unavailable", "backend": problem}, 503)
-
     async def openapi(request: Request) -> Response:
         return JSONResponse(OPENAPI)
 
+    page = docs_page(OPENAPI)
+
     async def docs(request: Request) -> Response:
-        return FileResponse(_DOCS, media_type="text/html")
+        return HTMLResponse(page, headers={"content-security-policy": DOCS_CSP})
 
     return Starlette(
         routes=[
@@ -116,10 +112,10 @@ def create_app(manager: Manager, settings: AdapterSettings, cors: CorsOrigins | 
             Route("/api/stream/{roomId}", stream, methods=["GET"]),
             Route("/api/rooms", rooms, methods=["GET"]),
             *websocket_routes("/api/ws", manager, settings),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/metrics", metrics_endpoint(manager), methods=["GET"]),
+            *operations_routes(manager),
             Route("/openapi.json", openapi, methods=["GET"]),
             Route("/docs", docs, methods=["GET"]),
+            swagger_ui_route(),
             Mount("/static", StaticFiles(directory=_STATIC), name="static"),  # /docs's script and style
         ],
         exception_handlers=EXCEPTION_HANDLERS,

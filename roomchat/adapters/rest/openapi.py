@@ -115,6 +115,29 @@ _IDEMPOTENCY_KEY = {
 }
 _READ = ("401", "403", "422", "503")
 
+def _probe(summary: str, schema: str, ok: str, not_ok: str) -> dict[str, Any]:
+    """An operator's probe: 200 or 503, the same body either way."""
+    answers = {"200": _json(_ref(schema), ok), "503": _json(_ref(schema), not_ok)}
+    return {"get": {"summary": summary, "responses": answers}}
+
+
+# The WebSocket in words: OpenAPI 3.0 cannot describe its frames (docs/websocket.md has all of it).
+_WEBSOCKET = """Upgrade with `Sec-WebSocket-Protocol: roomchat.v1` (in a browser
+`new WebSocket(url, "roomchat.v1")`); an upgrade without it is 400. JSON text frames, one object each:
+
+- `{"type": "subscribe", "roomId", "lastId"?, "presence"?, "typing"?}` → `subscribed`, then `gap`
+  if `lastId` is no longer in history, the messages after it, then live `message` frames
+- `{"type": "unsubscribe", "roomId"}` → `unsubscribed`
+- `{"type": "publish", "roomId", "userId"?, "text", "ref"?, "key"?}` → `{"type": "ack", "ref",
+  "message"}`, or an `error` with the same `ref`
+- `{"type": "auth", "token"}` → `authenticated`, or an `error` (401)
+- `{"type": "ping"}` → `pong`
+
+Server frames about a room: `message`, `gap`, `presence`, `typing`, `deleted`, `lagged`,
+`expired` and `error` (`code` as the HTTP status). Up to 100 rooms per connection; a binary frame
+closes with 1003, a frame over 64 KiB with 1009, the server stopping with 1001. In full:
+docs/websocket.md."""
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {
@@ -216,6 +239,18 @@ OPENAPI: dict[str, Any] = {
                 ),
             },
         },
+        "/api/ws": {
+            "get": {
+                "tags": ["WebSocket"],
+                "summary": "WebSocket: many rooms on one connection (subprotocol roomchat.v1)",
+                "description": _WEBSOCKET,
+                "responses": {
+                    "101": {"description": "Switching protocols: the WebSocket is open"},
+                    "400": _json(_ref("Error"), "The upgrade did not ask for the subprotocol roomchat.v1"),
+                    "426": _json(_ref("Error"), "A plain GET: connect with a WebSocket"),
+                },
+            }
+        },
         "/api/rooms": {
             "get": {
                 "summary": "Rooms that have listeners or history, by room id, a page at a time",
@@ -234,15 +269,11 @@ OPENAPI: dict[str, Any] = {
                 "responses": _answers({"200": _json(_ref("RoomPage"), "Rooms")}, "401", "422", "503"),
             },
         },
-        "/healthz": {
-            "get": {
-                "summary": "Liveness and backend reachability",
-                "responses": {
-                    "200": _json(_ref("Health"), "Healthy"),
-                    "503": _json(_ref("Health"), "Backend unreachable"),
-                },
-            }
-        },
+        "/healthz": _probe("Liveness and backend reachability", "Health", "Healthy", "Backend unreachable"),
+        "/readyz": _probe(
+            "Readiness: 503 while starting, stopping or with the backend unreachable",
+            "Readiness", "Ready for traffic", "Not ready",
+        ),
         "/metrics": {
             "get": {
                 "summary": "Prometheus metrics",
@@ -341,6 +372,11 @@ OPENAPI: dict[str, Any] = {
                     "backend": {"type": "string", "enum": ["ok", "unreachable"]},
                 },
                 "required": ["status", "backend"],
+            },
+            "Readiness": {
+                "type": "object",
+                "properties": {"status": {"type": "string", "enum": ["ready", "not ready"]}},
+                "required": ["status"],
             },
             "Presence": {
                 "type": "object",
