@@ -1,7 +1,11 @@
 """One listener: a bounded buffer between a room and one client's writer.
 
-The room pushes into it without ever waiting; the writer takes everything
-pending in one go and writes it in one call.
+The room pushes into it without ever waiting; the writer takes what is
+pending, a piece of at most a few tens of KiB at a time (`take_frames`), and
+writes each piece in one call once its socket has room. A replay rides the
+same buffer: it is written piece by piece as the socket drains, never joined
+into one write, and a reader that will not read fills the buffer and is
+ended as lagged like any other.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from roomchat.core.message import IdKey, Message
+from roomchat.core.message import Codec, IdKey, Message
 
 
 class EndReason(enum.Enum):
@@ -143,14 +147,55 @@ class Listener:
         return bool(self._pending) or self.ended is not None
 
     def take(self) -> list[Message]:
-        """Everything pending, oldest first, to be written in one call."""
+        """Everything pending, oldest first (writers use `take_frames`, which bounds a write)."""
         batch = self._pending
         if batch:
             self._pending = []
-            # A presence note has no id: the last id is that of the last message.
-            self.last_id = batch[-1].id or next((m.id for m in reversed(batch) if m.id), self.last_id)
-            self._counters.delivered += len(batch)
+            self._taken(batch)
         return batch
+
+    def take_frames(self, frames: list[bytes], codec: Codec, budget: int) -> int:
+        """Append the frames of the oldest pending messages to `frames`: at most `budget` bytes
+        (but always one frame, however large); the bytes appended.
+
+        What is left stays pending for the next piece, so a writer writes a piece per loop
+        turn while its socket takes them, and none while it does not.
+        """
+        pending = self._pending
+        if not pending:
+            return 0
+        if len(pending) == 1:  # the common case on a live stream: no loop
+            frame = pending[0].encode(codec)
+            frames.append(frame)
+            self._pending = []
+            self._taken(pending)
+            return len(frame)
+        size = 0
+        count = 0
+        for message in pending:
+            frame = message.encode(codec)
+            if count and size + len(frame) > budget:
+                break
+            frames.append(frame)
+            size += len(frame)
+            count += 1
+        if count == len(pending):
+            self._pending = []
+            self._taken(pending)
+        elif count:
+            self._taken(pending[:count])
+            del pending[:count]
+        return size
+
+    def _taken(self, batch: list[Message]) -> None:
+        # A presence note has no id: the last id is that of the last message.
+        self.last_id = batch[-1].id or next((m.id for m in reversed(batch) if m.id), self.last_id)
+        self._counters.delivered += len(batch)
+
+    @property
+    def pending(self) -> bool:
+        """Something is left to take."""
+        return bool(self._pending)
 
     @property
     def done(self) -> bool:

@@ -17,6 +17,14 @@ the closing handshake stay ASGI.
 Measured with `roomchat bench` (docs/websocket.md): this path against the SSE
 fast path, 1,000 listeners on one room. The ASGI-only alternatives were judged
 from their code, not benchmarked.
+
+What a client sends is bounded here too (issue 24): uvicorn parses a whole
+read at once and answers every ping, so a client sending pings flat out held
+the loop for seconds, and one that never read its pongs filled the server's
+memory with them. Here a connection parses at most `READ_PIECE` bytes of frames
+per loop turn (the rest waits, and reading is paused meanwhile); only the
+latest ping of a piece is answered (RFC 6455 5.5.3 allows it), and while the
+socket is full at most that one pong is owed and nothing more is read.
 """
 
 from __future__ import annotations
@@ -28,13 +36,18 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 from roomchat.adapters.http.ws_frames import GOING_AWAY
 
+READ_PIECE = 4096
+"""Bytes of a client's frames parsed per loop turn at most: 680 empty pings, a few ms of work."""
+_PONG = b"\x8a"  # the first byte of a pong frame (FIN + opcode 10) as the server sends it
+
 
 class RoomchatWebSocketProtocol(WebSocketsSansIOProtocol):
     """Pass as `uvicorn.Config(ws=RoomchatWebSocketProtocol)`.
 
     Relies on these internals of uvicorn 0.5x's sans-I/O protocol: `transport`,
     `conn` (websockets' ServerProtocol), `close_sent`, `writable`, `queue`,
-    `stop_keepalive`, `close_timer`, `handshake_complete`, `send_500_response`.
+    `stop_keepalive`, `close_timer`, `handshake_complete`, `send_500_response`,
+    `read_paused`, `handle_ping`, `receive`, `loop`.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -46,6 +59,9 @@ class RoomchatWebSocketProtocol(WebSocketsSansIOProtocol):
         # Read on every flush: a plain instance attribute (`writable.is_set()` is a
         # call, and a class attribute read through an instance is not specialized).
         self.paused = False
+        self._unread = b""  # read from the socket and not parsed yet, from `_at` on
+        self._at = 0
+        self._pong: bytes | None = None  # the latest ping's pong, owed while the socket is full
 
     @property
     def open(self) -> bool:
@@ -57,13 +73,75 @@ class RoomchatWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.open:
             self.transport.write(data)
 
+    # -- reading: a piece per turn, nothing while the socket is full ---------------
+
+    def data_received(self, data: bytes) -> None:
+        if self._unread:  # a read that was under way when reading paused
+            self._unread = self._unread[self._at :] + data
+            self._at = 0
+            return
+        self._unread, self._at = data, 0
+        self._parse_piece()
+
+    def _parse_piece(self) -> None:
+        data, at = self._unread, self._at
+        if self.transport.is_closing():
+            self._unread, self._at = b"", 0
+            return
+        piece = data if at == 0 and len(data) <= READ_PIECE else data[at : at + READ_PIECE]
+        if at + len(piece) < len(data):
+            self._at = at + len(piece)
+            self._pause_reading()
+            self.loop.call_soon(self._parse_piece)
+        else:
+            self._unread, self._at = b"", 0
+            self._resume_reading()
+        super().data_received(piece)
+
+    def _pause_reading(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        """Read again once nothing holds it: frames left to parse, a full socket, or
+        messages the app has not taken (uvicorn's `read_paused`)."""
+        if not (self._unread or self.paused or self.read_paused or self.transport.is_closing()):
+            self.transport.resume_reading()
+
+    async def receive(self) -> Any:
+        message = await self.queue.get()
+        if self.read_paused and self.queue.empty():  # uvicorn's, with the resume through the gate
+            self.read_paused = False
+            self._resume_reading()
+        return message
+
+    def handle_ping(self) -> None:
+        """Answer the latest ping of the piece only; while the socket is full, owe that one."""
+        out = self.conn.data_to_send()  # every pong of the piece, then maybe a close and EOF
+        pong = next((data for data in reversed(out) if data[:1] == _PONG), None)
+        rest = [data for data in out if data[:1] != _PONG]
+        if pong is None and not rest:
+            return
+        if self.paused and not rest:
+            self._pong = pong
+            return
+        self._pong = None
+        self.transport.write(b"".join([pong, *rest] if pong is not None else rest))
+
+    # -- writing ---------------------------------------------------------------------
+
     def pause_writing(self) -> None:
         super().pause_writing()
         self.paused = True
+        self._pause_reading()  # a client that does not read what it asked for is not read either
 
     def resume_writing(self) -> None:
         super().resume_writing()
         self.paused = False
+        pong, self._pong = self._pong, None
+        if pong is not None and self.open:
+            self.transport.write(pong)
+        self._resume_reading()
         if self.on_writable is not None:
             self.on_writable()
 
