@@ -24,7 +24,9 @@ the loop for seconds, and one that never read its pongs filled the server's
 memory with them. Here a connection parses at most `READ_PIECE` bytes of frames
 per loop turn (the rest waits, and reading is paused meanwhile); only the
 latest ping of a piece is answered (RFC 6455 5.5.3 allows it), and while the
-socket is full at most that one pong is owed and nothing more is read.
+socket is full at most that one pong is owed and nothing more is read. A
+client sending more than `MAX_PINGS` pings (or pongs) a second is closed with
+1008 "too many pings", as grpc core sends GOAWAY to one that pings too often.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ from roomchat.adapters.http.ws_frames import GOING_AWAY
 
 READ_PIECE = 4096
 """Bytes of a client's frames parsed per loop turn at most: 680 empty pings, a few ms of work."""
+MAX_PINGS = 50
+"""Pings and unsolicited pongs a client may send in one second; past it: closed with 1008.
+
+Browsers never send either; a client library pings every few seconds at most."""
+CLOSE_POLICY = 1008  # policy violation
 _PONG = b"\x8a"  # the first byte of a pong frame (FIN + opcode 10) as the server sends it
 
 
@@ -47,7 +54,7 @@ class RoomchatWebSocketProtocol(WebSocketsSansIOProtocol):
     Relies on these internals of uvicorn 0.5x's sans-I/O protocol: `transport`,
     `conn` (websockets' ServerProtocol), `close_sent`, `writable`, `queue`,
     `stop_keepalive`, `close_timer`, `handshake_complete`, `send_500_response`,
-    `read_paused`, `handle_ping`, `receive`, `loop`.
+    `read_paused`, `handle_ping`, `handle_pong`, `receive`, `loop`, `queue`.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -62,6 +69,8 @@ class RoomchatWebSocketProtocol(WebSocketsSansIOProtocol):
         self._unread = b""  # read from the socket and not parsed yet, from `_at` on
         self._at = 0
         self._pong: bytes | None = None  # the latest ping's pong, owed while the socket is full
+        self._pings = 0  # pings and pongs received since `_pings_since`
+        self._pings_since = 0.0
 
     @property
     def open(self) -> bool:
@@ -122,11 +131,35 @@ class RoomchatWebSocketProtocol(WebSocketsSansIOProtocol):
         rest = [data for data in out if data[:1] != _PONG]
         if pong is None and not rest:
             return
+        if self._too_many_pings(len(out) - len(rest)):
+            return
         if self.paused and not rest:
             self._pong = pong
             return
         self._pong = None
         self.transport.write(b"".join([pong, *rest] if pong is not None else rest))
+
+    def handle_pong(self, event: Any) -> None:
+        if not self._too_many_pings(1):
+            super().handle_pong(event)
+
+    def _too_many_pings(self, count: int) -> bool:
+        """Count `count` pings (or pongs); past `MAX_PINGS` in a second, close with 1008."""
+        now = self.loop.time()
+        if now - self._pings_since >= 1.0:
+            self._pings, self._pings_since = 0, now
+        self._pings += count
+        if self._pings <= MAX_PINGS or self.close_sent or self.transport.is_closing():
+            return False
+        self.stop_keepalive()
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": CLOSE_POLICY})
+        self.conn.fail(CLOSE_POLICY, "too many pings")
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.transport.close()
+        # A client that reads nothing would hold the socket open with the close frame unsent.
+        self.close_timer = self.loop.call_later(1.0, self.transport.abort)
+        return True
 
     # -- writing ---------------------------------------------------------------------
 
