@@ -67,6 +67,7 @@ def server(code: str) -> Iterator[tuple[psutil.Process, str, int]]:
         [sys.executable, "-m", "roomchat", "serve", *args, "--log-level", "error", "--keepalive", "30"],
         stdout=subprocess.PIPE,
         env=env,
+        cwd=code,  # `-m` puts the working directory first on the path
         text=True,
     )
     urls: dict[str, str] = {}
