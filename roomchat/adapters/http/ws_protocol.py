@@ -151,12 +151,7 @@ class RoomchatWebSocketProtocol(WebSocketsSansIOProtocol):
         self._pings += count
         if self._pings <= MAX_PINGS or self.close_sent or self.transport.is_closing():
             return False
-        self.stop_keepalive()
-        self.queue.put_nowait({"type": "websocket.disconnect", "code": CLOSE_POLICY})
-        self.conn.fail(CLOSE_POLICY, "too many pings")
-        self.transport.write(b"".join(self.conn.data_to_send()))
-        self.close_sent = True
-        self.transport.close()
+        self._close_now(CLOSE_POLICY, "too many pings")
         # A client that reads nothing would hold the socket open with the close frame unsent.
         self.close_timer = self.loop.call_later(1.0, self.transport.abort)
         return True
@@ -183,9 +178,13 @@ class RoomchatWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.close_sent or not self.handshake_complete:
             super().shutdown()
             return
+        self._close_now(GOING_AWAY, "server stopping")
+
+    def _close_now(self, code: int, reason: str) -> None:
+        """Send a close frame and close the connection, without waiting for the client's."""
         self.stop_keepalive()
-        self.queue.put_nowait({"type": "websocket.disconnect", "code": GOING_AWAY})
-        self.conn.send_close(GOING_AWAY, "server stopping")
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code})
+        self.conn.send_close(code, reason)
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = True
         self.transport.close()
