@@ -12,6 +12,7 @@ to within the probe's own 10 ms):
   grpc       3 rounds of 20 raw HTTP/2 StreamRoom resumers with 2 GiB windows and a
              16 MiB frame size that never read; RSS after each round is closed
   ping       one WebSocket sending 6-byte ping frames flat out for 8 s, never reading
+  bigping    the same with 125-byte pings (whose pongs are as large)
   jsonping   one WebSocket sending 200,000 {"type":"ping"} frames, never reading
 
 Each line gives the server's RSS before, at its peak (sampled every 50 ms) and
@@ -43,6 +44,7 @@ import psutil
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)
 from tests.limits.attackers import (  # noqa: E402  (the checkout's tests, as the benchmark runs)
+    BIG_PING,
     BIG_TEXT,
     JSON_PING,
     PING,
@@ -218,7 +220,7 @@ def run_ping_flood(
     }
 
 
-SCENARIOS = ("sse", "ws", "grpc", "ping", "jsonping")
+SCENARIOS = ("sse", "ws", "grpc", "ping", "bigping", "jsonping")
 
 
 def main() -> None:
@@ -246,6 +248,8 @@ def scenario(code: str, name: str) -> dict[str, Any]:
                 return run_resumers(rss, base, "grpc", 20, lambda: grpc_resumer(grpc_port, ROOM, after), 3)
             if name == "ping":
                 return run_ping_flood(rss, base, "ping", PING, None, 8.0)
+            if name == "bigping":
+                return run_ping_flood(rss, base, "bigping", BIG_PING, None, 8.0)
             return run_ping_flood(rss, base, "jsonping", JSON_PING, 200_000, 8.0)
         finally:
             rss.stop()

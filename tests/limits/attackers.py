@@ -62,6 +62,7 @@ def client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
 
 
 PING = client_frame(b"", 0x9)
+BIG_PING = client_frame(b"x" * 125, 0x9)  # the largest a control frame may carry: its pong is as large
 JSON_PING = client_frame(b'{"type":"ping"}')
 
 
