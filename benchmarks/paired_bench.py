@@ -2,7 +2,8 @@
 
 For each transport, runs the bench against checkout A then B (then B then A on the
 next pair, so a drifting machine load hits both alike), `--pairs` times, and prints
-each run's deliveries/s with the load average, and the median B/A ratio.
+each run's deliveries/s and server CPU per delivery with the load average, and the
+median B/A ratios (CPU per delivery is the steadier figure on a loaded machine).
 
     .venv/bin/python benchmarks/paired_bench.py --a /work/base --b . --transports sse,ws,grpc
 """
@@ -17,7 +18,7 @@ import subprocess
 import sys
 
 
-def bench(code: str, transport: str, listeners: int, messages: int) -> float:
+def bench(code: str, transport: str, listeners: int, messages: int) -> tuple[float, float]:
     args = ["-m", "roomchat", "bench", "--transport", transport, "-n", str(listeners), "-m", str(messages)]
     done = subprocess.run(
         [sys.executable, *args, "--json", "--no-progress"],
@@ -27,7 +28,8 @@ def bench(code: str, transport: str, listeners: int, messages: int) -> float:
         text=True,
         check=True,
     )
-    return float(json.loads(done.stdout)["deliveries_per_second"])
+    figures = json.loads(done.stdout)
+    return float(figures["deliveries_per_second"]), float(figures["server_cpu_us_per_delivery"])
 
 
 def main() -> None:
@@ -38,23 +40,24 @@ def main() -> None:
     parser.add_argument("--b", required=True, help="the 'after' checkout")
     parser.add_argument("--transports", default="sse,ws,grpc")
     parser.add_argument("--pairs", type=int, default=3)
-    parser.add_argument("-n", "--listeners", type=int, default=100)
-    parser.add_argument("-m", "--messages", type=int, default=2000)
+    parser.add_argument("-n", "--listeners", type=int, default=1000)
+    parser.add_argument("-m", "--messages", type=int, default=300)
     args = parser.parse_args()
     for transport in args.transports.split(","):
-        ratios = []
+        rates, cpus = [], []
         for pair in range(args.pairs):
             order = [("a", args.a), ("b", args.b)] if pair % 2 == 0 else [("b", args.b), ("a", args.a)]
             got = {}
             for name, code in order:
                 got[name] = bench(code, transport, args.listeners, args.messages)
-                print(
-                    f"{transport} pair {pair} {name}: {got[name]:,.0f}/s, load {os.getloadavg()[0]:.2f}",
-                    flush=True,
-                )
-            ratios.append(got["b"] / got["a"])
-        each = ", ".join(f"{r:.3f}" for r in ratios)
-        print(f"{transport}: b/a median {statistics.median(ratios):.3f} ({each})")
+                rate, cpu = got[name]
+                load = os.getloadavg()[0]
+                print(f"{transport} pair {pair} {name}: {rate:,.0f}/s, {cpu:.2f} us each, load {load:.2f}")
+            rates.append(got["b"][0] / got["a"][0])
+            cpus.append(got["b"][1] / got["a"][1])
+        for what, ratios in (("deliveries/s", rates), ("server CPU per delivery", cpus)):
+            each = ", ".join(f"{r:.3f}" for r in ratios)
+            print(f"{transport} {what}: b/a median {statistics.median(ratios):.3f} ({each})", flush=True)
 
 
 if __name__ == "__main__":

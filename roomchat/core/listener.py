@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from roomchat.core.message import Codec, IdKey, Message
 
+_FEW = 64  # pending messages encoded at once by `take_frames`; a longer backlog (a replay) a piece at a time
+
 
 class EndReason(enum.Enum):
     """Why a listener's stream ends."""
@@ -164,12 +166,14 @@ class Listener:
         pending = self._pending
         if not pending:
             return 0
-        if len(pending) == 1:  # the common case on a live stream: no loop
-            frame = pending[0].encode(codec)
-            frames.append(frame)
-            self._pending = []
-            self._taken(pending)
-            return len(frame)
+        if len(pending) <= _FEW:  # the common case on a live stream: all of it, without a loop
+            batch = [m.encode(codec) for m in pending]
+            size = sum(map(len, batch))
+            if size <= budget or len(batch) == 1:
+                frames += batch
+                self._pending = []
+                self._taken(pending)
+                return size
         size = 0
         count = 0
         for message in pending:
