@@ -119,16 +119,26 @@ class SecondClient:
             self.deliveries.append(time.monotonic() - sent)
             await asyncio.sleep(0.1)
 
-    def check(self) -> None:
-        """Answered and delivered within 200 ms, but for one in 50 on a loaded shared machine
-        (never past a second); before the fixes the worst were 2 to 9 s."""
+    def check(self, calm: SecondClient) -> None:
+        """Answered and delivered within 200 ms, or on a loaded shared machine within twice the
+        worst the same client saw just before the attack (`calm`), but for one in 50, and none
+        past five times that; before the fixes the worst were 1 to 24 s."""
+        bound = max(ANSWERED_WITHIN, 2 * max(calm.answers + calm.deliveries))
         print(
             f"second client: {len(self.answers)} answers, worst {max(self.answers) * 1000:.0f} ms;"
-            f" {len(self.deliveries)} deliveries, worst {max(self.deliveries) * 1000:.0f} ms"
+            f" {len(self.deliveries)} deliveries, worst {max(self.deliveries) * 1000:.0f} ms;"
+            f" bound {bound * 1000:.0f} ms"
         )
         for took in (self.answers, self.deliveries):
-            assert len([t for t in took if t >= ANSWERED_WITHIN]) <= len(took) // 50, took
-            assert max(took) < 1.0, took
+            assert len([t for t in took if t >= bound]) <= len(took) // 50, took
+            assert max(took) < 5 * bound, took
+
+
+async def calm_client(server: Server) -> SecondClient:
+    """The second client for a second and a half before any attack: the machine's own noise."""
+    calm = SecondClient(server)
+    await calm.run(1.5)
+    return calm
 
 
 Opener = Callable[[Server], socket.socket]
@@ -144,6 +154,7 @@ async def test_resumers_that_never_read_cost_little_stall_nobody_and_give_their_
     transport: str,
 ) -> None:
     async with history_server() as server:
+        calm = await calm_client(server)
         before = server.rss()
         second = SecondClient(server)
         probing = asyncio.ensure_future(second.run(4.0))
@@ -161,7 +172,7 @@ async def test_resumers_that_never_read_cost_little_stall_nobody_and_give_their_
         after = server.rss()
         grown, kept = second.peak_rss - before, after - before
         print(f"{transport}: RSS {before // MiB} MiB, peak +{grown / MiB:.1f}, after close +{kept / MiB:.1f}")
-        second.check()
+        second.check(calm)
         assert await server.listeners() == 0
         # The encodings of history's messages are built once and kept with them (about a
         # history's worth; gRPC keeps the protobuf and its frame: two); each resumer costs at
@@ -176,6 +187,7 @@ async def test_a_ping_flood_that_never_reads_stalls_nobody_and_is_not_buffered(
     name: str, frame: bytes, frames: int | None
 ) -> None:
     async with history_server() as server:
+        calm = await calm_client(server)
         before = server.rss()
         second = SecondClient(server)
         probing = asyncio.ensure_future(second.run(4.0))
@@ -185,7 +197,7 @@ async def test_a_ping_flood_that_never_reads_stalls_nobody_and_is_not_buffered(
         grown = second.peak_rss - before
         print(f"{name} flood: {sent} frames sent; RSS {before // MiB} MiB, peak +{grown / MiB:.1f}")
         sock.close()
-        second.check()
+        second.check(calm)
         assert grown < 16 * MiB
 
 
