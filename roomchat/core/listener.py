@@ -179,10 +179,11 @@ class Listener:
         if count <= _FEW:  # a short backlog: all of it, without a loop
             batch = [m.encode(codec) for m in pending]
             size = sum(map(len, batch))
-            if size <= budget or len(batch) == 1:
+            if size <= budget:
                 frames += batch
                 self._pending = []
-                self._taken(pending)
+                self.last_id = pending[-1].id or next((m.id for m in reversed(pending) if m.id), self.last_id)
+                self._counters.delivered += count
                 return size
         size = 0
         count = 0
