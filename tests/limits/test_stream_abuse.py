@@ -88,6 +88,7 @@ class SecondClient:
     server: Server
     answers: list[float] = field(default_factory=list)
     deliveries: list[float] = field(default_factory=list)
+    rss_before: int = 0
     peak_rss: int = 0
 
     async def run(self, seconds: float) -> None:
@@ -134,11 +135,17 @@ class SecondClient:
             assert max(took) < 5 * bound, took
 
 
-async def calm_client(server: Server) -> SecondClient:
-    """The second client for a second and a half before any attack: the machine's own noise."""
+@contextlib.asynccontextmanager
+async def second_client(server: Server) -> AsyncIterator[tuple[SecondClient, SecondClient]]:
+    """The second client for a second and a half before the attack (the machine's own noise),
+    then for 4 s from the start of the attack in the body; both, once it has run."""
     calm = SecondClient(server)
     await calm.run(1.5)
-    return calm
+    second = SecondClient(server)
+    second.rss_before = server.rss()
+    probing = asyncio.ensure_future(second.run(4.0))
+    yield calm, second
+    await probing
 
 
 Opener = Callable[[Server], socket.socket]
@@ -154,17 +161,15 @@ async def test_resumers_that_never_read_cost_little_stall_nobody_and_give_their_
     transport: str,
 ) -> None:
     async with history_server() as server:
-        calm = await calm_client(server)
-        before = server.rss()
-        second = SecondClient(server)
-        probing = asyncio.ensure_future(second.run(4.0))
-        for _ in range(2):  # two rounds: what the first left behind would add up
-            socks = await asyncio.to_thread(lambda: [RESUMERS[transport](server) for _ in range(ATTACKERS)])
-            await asyncio.sleep(1.5)
-            for sock in socks:
-                sock.close()
-            await asyncio.sleep(0.3)
-        await probing
+        attack = RESUMERS[transport]
+        async with second_client(server) as (calm, second):
+            for _ in range(2):  # two rounds: what the first left behind would add up
+                socks = await asyncio.to_thread(lambda: [attack(server) for _ in range(ATTACKERS)])
+                await asyncio.sleep(1.5)
+                for sock in socks:
+                    sock.close()
+                await asyncio.sleep(0.3)
+        before = second.rss_before
         for _ in range(100):  # the server notices the hang-ups
             if await server.listeners() == 0:
                 break
@@ -187,13 +192,10 @@ async def test_a_ping_flood_that_never_reads_stalls_nobody_and_is_not_buffered(
     name: str, frame: bytes, frames: int | None
 ) -> None:
     async with history_server() as server:
-        calm = await calm_client(server)
-        before = server.rss()
-        second = SecondClient(server)
-        probing = asyncio.ensure_future(second.run(4.0))
-        sock = await asyncio.to_thread(ws_open, server.base)
-        sent = await asyncio.to_thread(flood, sock, frame, 3.5, frames)
-        await probing
+        async with second_client(server) as (calm, second):
+            sock = await asyncio.to_thread(ws_open, server.base)
+            sent = await asyncio.to_thread(flood, sock, frame, 3.5, frames)
+        before = second.rss_before
         grown = second.peak_rss - before
         print(f"{name} flood: {sent} frames sent; RSS {before // MiB} MiB, peak +{grown / MiB:.1f}")
         sock.close()
