@@ -184,7 +184,7 @@ async def test_resumers_that_never_read_cost_little_stall_nobody_and_give_their_
         # most a piece and its socket's buffer, not a history.
         encodings = (2 if transport == "grpc" else 1) * HISTORY_BYTES
         assert grown < encodings + ATTACKERS * MiB
-        assert kept < encodings + 4 * MiB
+        assert kept < encodings + ATTACKERS * MiB  # (what the allocator keeps of freed pieces)
 
 
 @pytest.mark.parametrize(("name", "frame", "frames"), [("ping", PING, None), ("json", JSON_PING, 200_000)])
