@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from roomchat.core.message import Codec, IdKey, Message
 
-_FEW = 256  # pending messages encoded at once by `take_frames`; a longer backlog (a replay) a piece at a time
+_FEW = 64  # pending messages encoded at once by `take_frames`; a longer backlog (a replay) a piece at a time
 
 
 class EndReason(enum.Enum):
