@@ -1,7 +1,11 @@
 """One listener: a bounded buffer between a room and one client's writer.
 
-The room pushes into it without ever waiting; the writer takes everything
-pending in one go and writes it in one call.
+The room pushes into it without ever waiting; the writer takes what is
+pending, a piece of at most a few tens of KiB at a time (`take_frames`), and
+writes each piece in one call once its socket has room. A replay rides the
+same buffer: it is written piece by piece as the socket drains, never joined
+into one write, and a reader that will not read fills the buffer and is
+ended as lagged like any other.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from roomchat.core.message import IdKey, Message
+from roomchat.core.message import Codec, IdKey, Message
+
+_FEW = 64  # pending messages encoded at once by `take_frames`; a longer backlog (a replay) a piece at a time
 
 
 class EndReason(enum.Enum):
@@ -143,14 +149,68 @@ class Listener:
         return bool(self._pending) or self.ended is not None
 
     def take(self) -> list[Message]:
-        """Everything pending, oldest first, to be written in one call."""
+        """Everything pending, oldest first (writers use `take_frames`, which bounds a write)."""
         batch = self._pending
         if batch:
             self._pending = []
-            # A presence note has no id: the last id is that of the last message.
-            self.last_id = batch[-1].id or next((m.id for m in reversed(batch) if m.id), self.last_id)
-            self._counters.delivered += len(batch)
+            self._taken(batch)
         return batch
+
+    def take_frames(self, frames: list[bytes], codec: Codec, budget: int) -> int:
+        """Append the frames of the oldest pending messages to `frames`: at most `budget` bytes
+        (but always one frame, however large); the bytes appended.
+
+        What is left stays pending for the next piece, so a writer writes a piece per loop
+        turn while its socket takes them, and none while it does not.
+        """
+        pending = self._pending
+        count = len(pending)
+        if count == 1:  # the hot path of a live stream (one message a turn): as little as `take`
+            message = pending[0]
+            frame = message.encode(codec)
+            frames.append(frame)
+            self._pending = []
+            if message.id:  # a presence note has none
+                self.last_id = message.id
+            self._counters.delivered += 1
+            return len(frame)
+        if not count:
+            return 0
+        if count <= _FEW:  # a short backlog: all of it, without a loop
+            batch = [m.encode(codec) for m in pending]
+            size = sum(map(len, batch))
+            if size <= budget:
+                frames += batch
+                self._pending = []
+                self.last_id = pending[-1].id or next((m.id for m in reversed(pending) if m.id), self.last_id)
+                self._counters.delivered += count
+                return size
+        size = 0
+        count = 0
+        for message in pending:
+            frame = message.encode(codec)
+            if count and size + len(frame) > budget:
+                break
+            frames.append(frame)
+            size += len(frame)
+            count += 1
+        if count == len(pending):
+            self._pending = []
+            self._taken(pending)
+        elif count:
+            self._taken(pending[:count])
+            del pending[:count]
+        return size
+
+    def _taken(self, batch: list[Message]) -> None:
+        # A presence note has no id: the last id is that of the last message.
+        self.last_id = batch[-1].id or next((m.id for m in reversed(batch) if m.id), self.last_id)
+        self._counters.delivered += len(batch)
+
+    @property
+    def pending(self) -> bool:
+        """Something is left to take."""
+        return bool(self._pending)
 
     @property
     def done(self) -> bool:

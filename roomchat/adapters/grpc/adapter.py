@@ -10,12 +10,15 @@ the signals.
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import ssl
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from grpclib.config import Configuration
-from grpclib.server import Server
+from grpclib.protocol import Stream
+from grpclib.server import Handler, Server
 
 from roomchat.adapters import AdapterSettings, CannotListen, Ready
 from roomchat.adapters.grpc.codec import Codec
@@ -168,9 +171,39 @@ class _Server(Server):
 
     def _protocol_factory(self) -> ServerProtocol:
         self.__gc_step__()
-        handler = ReleasingHandler(self._mapping, self._codec, self._status_details_codec, self.__dispatch__)
+        handler = _Handler(self._mapping, self._codec, self._status_details_codec, self.__dispatch__)
+        handler.release = self._handlers.discard
         self._handlers.add(handler)
         return ServerProtocol(handler, self._config, self._h2_config, self._connections)
+
+
+class _Handler(ReleasingHandler):
+    """grpclib's handler of one connection's rpcs, which lets go of each rpc's task as it ends
+    (and releases every stream: ReleasingHandler).
+
+    grpclib keeps finished tasks, and its server keeps a closed connection's handler,
+    until a sweep every tenth rpc or connection. A stream cancelled by a lost
+    connection keeps its error, whose traceback holds the frames of the rpc and what
+    they were writing: after resumers of a large history hung up, their replays stayed
+    in memory for as long as no new connection came (issue 24).
+    """
+
+    release: Callable[[Handler], None] | None = None  # the server forgets this handler
+
+    def accept(self, stream: Stream, headers: list[tuple[str, str]], release: Callable[[], Any]) -> None:
+        super().accept(stream, headers, release)
+        task = self._tasks.get(stream)  # none for a stream refused before grpclib saw it
+        if task is not None:
+            task.add_done_callback(functools.partial(self._finished, stream))
+
+    def _finished(self, stream: Stream, task: asyncio.Task[None]) -> None:
+        """A done callback (so never inside the server's own loop over its handlers)."""
+        if self._tasks.get(stream) is task:
+            del self._tasks[stream]
+        self._cancelled.discard(task)
+        if self.closing and not self._tasks and not self._cancelled and self.release is not None:
+            self.release(self)
+            self.release = None
 
 
 def _channel_argument(key: str, value: str) -> int:

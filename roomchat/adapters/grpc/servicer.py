@@ -188,9 +188,12 @@ async def _pump(listener: Listener, stream: Call) -> None:
     try:
         while True:
             await listener.wait()
-            data = direct.unsent()  # what the fast path could not write; the replay first of all
+            data = direct.unsent()  # what the fast path could not write, a piece at a time
             if data:
                 await stream._stream.send_data(data)  # grpclib's: it waits for the windows
+                del data  # not kept alive by this frame while the next piece waits
+                if listener.pending:  # between pieces, other clients get the loop
+                    await asyncio.sleep(0)
             if listener.done:
                 return
     finally:

@@ -9,7 +9,9 @@ As on the SSE fast path (roomchat.adapters.http.sse), a push marks the stream
 and one callback per event-loop turn writes what every marked stream has
 pending, with no task woken per listener. Each message's gRPC frame (prefix
 and protobuf bytes, `codec.grpc_frame`) is built once and shared; a stream's
-pending frames go out as one DATA frame in one `transport.write`.
+pending frames go out as one DATA frame in one `transport.write`, at most a
+piece (`PIECE`, and what one frame and the windows take) per turn, so a
+replay goes out a piece per turn as the socket drains.
 
 The DATA frame's 9-byte header is written here rather than by h2, whose
 `send_data` (state machine, frame objects, debug logging) costs more than the
@@ -30,7 +32,7 @@ from grpclib.protocol import Stream
 
 from roomchat.adapters.grpc.codec import grpc_frame
 from roomchat.adapters.grpc.connection import PolicedConnection
-from roomchat.adapters.http.flushing import MarkedOnce, flusher
+from roomchat.adapters.http.flushing import PIECE, MarkedOnce, flusher
 from roomchat.core import EndReason, Listener
 
 
@@ -64,14 +66,16 @@ class Direct(MarkedOnce):
 
     def detach(self) -> None:
         self._listener.notify = None
+        self._held = b""
 
     def unsent(self) -> bytes:
-        """For the stream's task: everything not yet written, in order."""
+        """For the stream's task: what was held, else the next piece (at most `PIECE` bytes)."""
         held, self._held = self._held, b""
-        batch = self._listener.take()
-        if not batch:
+        if held:
             return held
-        return held + b"".join([m.encode(grpc_frame) for m in batch])
+        frames: list[bytes] = []
+        self._listener.take_frames(frames, grpc_frame, PIECE)
+        return b"".join(frames)
 
     def flush(self) -> None:
         self._marked = False
@@ -83,17 +87,20 @@ class Direct(MarkedOnce):
         if stream is None or stream.closed or self._transport.is_closing():
             self.hang_up()
             return
-        batch = listener.take()
-        if not batch:
-            return
-        data = b"".join([m.encode(grpc_frame) for m in batch])
-        size = len(data)
         h2 = self._h2
-        if (
-            size > h2.max_outbound_frame_size
-            or size > h2.outbound_flow_control_window
-            or size > stream.outbound_flow_control_window
-        ):
+        # One DATA frame, within both windows: what does not fit is the task's to send.
+        room = min(
+            PIECE,
+            h2.max_outbound_frame_size,
+            h2.outbound_flow_control_window,
+            stream.outbound_flow_control_window,
+        )
+        frames: list[bytes] = []
+        size = listener.take_frames(frames, grpc_frame, room)
+        if not size:
+            return
+        data = b"".join(frames)
+        if size > room:  # one message larger than a frame or the window
             self._held = data
             listener.wake()
             return
@@ -103,6 +110,8 @@ class Direct(MarkedOnce):
         # Whatever h2 has queued goes first (grpclib writes it out at once, so usually nothing).
         ahead = h2.data_to_send()
         self._transport.write(ahead + size.to_bytes(3, "big") + b"\x00\x00" + self._stream_id + data)
+        if listener.pending:  # the next piece next turn, if the socket and the windows allow
+            self.mark()
 
     def hang_up(self) -> None:
         self._listener.end(EndReason.CLOSED)

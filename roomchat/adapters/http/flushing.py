@@ -12,6 +12,11 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, cast
 
 log = logging.getLogger("roomchat.http")
+PIECE = 64 * 1024
+"""Bytes of room messages a stream (a WebSocket connection: all its rooms) writes per loop turn
+at most, and only while its socket takes writes: a replay of a whole history, or a backlog,
+goes out a piece per turn as the socket drains, never as one joined write, and one client's
+resume never holds the loop for long (issue 24)."""
 _T = TypeVar("_T")
 
 

@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from roomchat.adapters.http.flushing import MarkedOnce, flusher, one_per_loop
+from roomchat.adapters.http.flushing import PIECE, MarkedOnce, flusher, one_per_loop
 from roomchat.core import EndReason, Listener, Manager, Message, to_json
 from roomchat.core.identity import Identity
 from roomchat.core.message import dumps
@@ -136,10 +136,13 @@ async def _pump(listener: Listener, send: Send, keepalive: float | None) -> None
         if not await listener.wait(keepalive):
             await send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
             continue
-        batch = listener.take()
-        if batch:
-            body = b"".join([m.encode(sse_frame) for m in batch])
-            await send({"type": "http.response.body", "body": body, "more_body": True})
+        frames: list[bytes] = []
+        if listener.take_frames(frames, sse_frame, PIECE):
+            # A piece at a time: `send` waits while the socket is full, so what is held
+            # is one piece, and between pieces other clients get the loop.
+            await send({"type": "http.response.body", "body": b"".join(frames), "more_body": True})
+            if listener.pending:
+                await asyncio.sleep(0)
         if listener.done:
             break
     if listener.ended is not EndReason.CLOSED:
@@ -200,9 +203,11 @@ class _Direct(MarkedOnce):
         if cycle.flow.write_paused or cycle.disconnected or not listener.waiting:
             listener.wake()
             return
-        batch = listener.take()
-        if batch:  # joining one chunk returns it as it is
-            self._transport.write(b"".join([m.encode(sse_chunk) for m in batch]))
+        frames: list[bytes] = []
+        if listener.take_frames(frames, sse_chunk, PIECE):  # joining one chunk returns it as it is
+            self._transport.write(b"".join(frames))
+            if listener.pending:  # the next piece next turn, if the socket has room by then
+                self.mark()
         self.wrote = True
 
     def hang_up(self) -> None:

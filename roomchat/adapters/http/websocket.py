@@ -5,9 +5,10 @@ Room messages never pass through it: a subscription's listener marks the
 connection, and once per event-loop turn the flusher writes every marked
 subscription's pending frames (each built once per message and shared by
 every listener, `message.encode(ws_frame)`) to the socket in one write, under
-ASGI (see roomchat.adapters.http.ws_protocol for why). While the socket is
-full nothing is written; a subscription whose buffer fills meanwhile ends as
-`lagged`, and the room never waits for it.
+ASGI (see roomchat.adapters.http.ws_protocol for why): at most a piece of
+`PIECE` bytes per turn, so a replay goes out a piece per turn as the socket
+drains. While the socket is full nothing is written; a subscription whose
+buffer fills meanwhile ends as `lagged`, and the room never waits for it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from roomchat.adapters import AdapterSettings
 from roomchat.adapters.gauges import OPEN_CONNECTIONS
 from roomchat.adapters.http.bodies import parse_object, text_field
 from roomchat.adapters.http.errors import BadRequest, error
-from roomchat.adapters.http.flushing import flusher
+from roomchat.adapters.http.flushing import PIECE, flusher
 from roomchat.adapters.http.identity import client_address, identify
 from roomchat.adapters.http.sse import RAW_SEND, Receive, Scope, Send
 from roomchat.adapters.http.ws_frames import (
@@ -297,26 +298,38 @@ class _Connection:
             self.flusher.add(self)
 
     def flush(self) -> None:
-        """Everything every marked subscription has pending, in one write."""
+        """What the marked subscriptions have pending, at most a piece (`PIECE` bytes), in one write.
+
+        Subscriptions with more left stay marked for the next turn's piece (or, while the
+        socket is full, for `_writable`).
+        """
         protocol = self.protocol
         if protocol.paused or protocol.close_sent or self._transport.is_closing():
             return  # `marked` stays: `_writable` flushes it, or the connection is going and `close` ends it
         marked = self.marked
         frames: list[bytes] = []
+        budget = PIECE
+        left = 0  # the subscriptions still marked, kept at the front of `marked`
         for subscription in marked:
-            subscription.marked = False
             if subscription.closed:
+                subscription.marked = False
                 continue
             listener = subscription.listener
-            batch = listener.take()
-            if batch:
-                frames += [m.encode(ws_frame) for m in batch]
-            if listener.ended is not None and listener.done:
+            if budget > 0:
+                budget -= listener.take_frames(frames, ws_frame, budget)
+            if listener.pending:
+                marked[left] = subscription
+                left += 1
+                continue
+            subscription.marked = False
+            if listener.ended is not None:
                 frames.append(end_frame(listener))
                 self._end(subscription)
-        marked.clear()  # nothing above marks: `take` and `_end` never call a listener's notify
+        del marked[left:]  # nothing above marks: `take_frames` and `_end` never call a listener's notify
         if frames:  # joining one frame returns it as it is
             self._transport.write(b"".join(frames))
+        if left and not protocol.paused:
+            self.flusher.add(self)
 
     def hang_up(self) -> None:
         self.protocol.transport.abort()  # the client's reader sees the disconnect and `close` runs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 
 import grpc
@@ -11,7 +12,9 @@ import pytest
 
 from roomchat.adapters.grpc.generated import message_pb2 as pb
 from roomchat.bootstrap import ServiceSettings
+from roomchat.core import Listener
 from tests.adapters.grpc.client import post, read, room_stub
+from tests.limits.attackers import grpc_resumer, port_of
 from tests.support import serve, stream
 
 
@@ -122,3 +125,21 @@ async def test_stopping_the_server_ends_streams_with_unavailable_and_the_last_id
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         assert got.id == sent and f"lastId={sent}" in (caught.value.details() or "")
         await asyncio.wait_for(server.task, 5)
+
+
+async def test_streams_cut_by_lost_connections_are_let_go_with_what_they_were_writing() -> None:
+    """Issue 24: grpclib kept a lost connection's cancelled rpcs, whose error's traceback held
+    their frames (the listener, the replay being written), until ten more connections came."""
+    async with serve("grpc") as server, room_stub(server.url("grpc")) as stub:
+        first = await post(stub, "cut", "x" * 4000)
+        for _ in range(100):
+            await post(stub, "cut", "y" * 4000)
+        port = port_of(server.url("grpc"))
+        socks = await asyncio.to_thread(lambda: [grpc_resumer(port, "cut", first) for _ in range(3)])
+        assert await server.listeners_become("cut", 3)
+        for sock in socks:
+            sock.close()
+        assert await server.listeners_become("cut", 0)
+        await asyncio.sleep(0.1)  # the cancelled rpcs finish
+        gc.collect()
+        assert [o for o in gc.get_objects() if isinstance(o, Listener)] == []
