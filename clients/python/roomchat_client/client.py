@@ -111,16 +111,22 @@ class Client:
     async def _get(self, path: str, params: dict[str, str | int] | None = None) -> dict[str, Any]:
         """GET with the current token; asked again once with a fresh one if it expired."""
         generation = self._tokens.generation
-        response = await self._http.get(path, params=params, headers=await self._tokens.headers())
+        response = await self._request(path, params)
         if response.status_code == 401 and self._tokens.refreshable:
             await self._tokens.refresh(generation)
-            response = await self._http.get(path, params=params, headers=await self._tokens.headers())
+            response = await self._request(path, params)
         if response.status_code >= 400:
             raise RoomchatError(response.status_code, _error_message(response))
         answer = response.json()
         if not isinstance(answer, dict):
             raise RoomchatError(response.status_code, "the server did not answer a JSON object")
         return answer
+
+    async def _request(self, path: str, params: dict[str, str | int] | None) -> httpx.Response:
+        try:
+            return await self._http.get(path, params=params, headers=await self._tokens.headers())
+        except httpx.TransportError as exc:
+            raise ConnectionError(f"cannot reach {self.url}: {exc}") from exc
 
     def _require_started(self) -> None:
         if not self._started:

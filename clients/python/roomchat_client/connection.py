@@ -59,7 +59,7 @@ class Connection:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _runner: asyncio.Task[None] | None = None
     _up: asyncio.Event = field(default_factory=asyncio.Event)
-    _failed: RoomchatError | None = None  # the server refused for good: nothing more will work
+    _failed: Exception | None = None  # closed, or refused for good: nothing more will work
 
     @property
     def connected(self) -> bool:
@@ -69,6 +69,9 @@ class Connection:
         self._runner = asyncio.create_task(self._run(), name="roomchat-client connection")
 
     async def close(self) -> None:
+        self._failed = ConnectionError("the client is closed")
+        if self._ws is not None:
+            await self._ws.close()  # a close frame, so the server sees the user leave at once
         tasks = [t for t in (self._runner, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
@@ -95,6 +98,7 @@ class Connection:
                     compression=None,
                     proxy=None,
                     open_timeout=10,
+                    close_timeout=2,
                     max_size=2**20,
                 )
             except InvalidStatus as exc:
@@ -137,6 +141,7 @@ class Connection:
         except ConnectionClosed:
             pass
         finally:
+            ws.transport.abort()  # gone already, or this task was cancelled: never leave it open
             self._ws = None
             for subscription in self.rooms.values():
                 if subscription.state is not State.PAUSED:
