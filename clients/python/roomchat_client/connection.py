@@ -185,7 +185,8 @@ class Connection:
         until `subscribed` comes back."""
         if self._ws is None or subscription.generation == self._generation:
             return
-        frame: dict[str, Any] = {"type": "subscribe", "roomId": subscription.room_id, "ref": _sub_ref(subscription)}
+        room_id = subscription.room_id
+        frame: dict[str, Any] = {"type": "subscribe", "roomId": room_id, "ref": _sub_ref(subscription)}
         if subscription.resume_id is not None:
             frame["lastId"] = subscription.resume_id
         if subscription.presence:
@@ -319,19 +320,26 @@ class Connection:
     async def _reauthenticate(self, used: int, then: Coroutine[Any, Any, None]) -> None:
         """Send a fresh token (asking for one unless a newer one was sent since `used`), then `then`."""
         try:
-            async with self._auth_lock:
-                if self._auth_generation <= used:
-                    if not self.tokens.refreshable:
-                        self._fail_all(RoomchatError(401, "the token expired and cannot be refreshed"))
-                        return
-                    await self.tokens.refresh()
-                    token = await self.tokens.current()
-                    self._auth_generation = self.tokens.generation
-                    await self._send({"type": "auth", "token": token})
+            fresh = await self._fresh_token(used)
         except BaseException:
             then.close()
             raise
-        await then
+        if fresh:
+            await then
+        else:
+            then.close()
+            self._fail_all(RoomchatError(401, "the token expired and there is no function to refresh it"))
+
+    async def _fresh_token(self, used: int) -> bool:
+        async with self._auth_lock:
+            if self._auth_generation > used:
+                return True
+            if not self.tokens.refreshable:
+                return False
+            await self.tokens.refresh()
+            self._auth_generation = self.tokens.generation
+            await self._send({"type": "auth", "token": await self.tokens.current()})
+            return True
 
     def _fail_all(self, error: RoomchatError) -> None:
         self._failed = error

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-
 from roomchat_client import Client, Gap, Message, Presence, RoomchatError
 from roomchat_client.backoff import delay
+
 from tests.clients.python.support import Proxy, Server, reading, until
 
 
@@ -184,8 +184,12 @@ async def test_presence_names_the_client_and_tells_who_comes_and_goes(server: Se
             async with Client(server.url, user_id="bob") as bob:
                 await bob.subscribe("presence")
                 assert sorted(await ann.presence("presence")) == ["ann", "bob"]
-                await until(lambda: any(isinstance(e, Presence) and "bob" in e.joined for e in got), 5, "joined")
-            await until(lambda: any(isinstance(e, Presence) and "bob" in e.left for e in got), 5, "left")
+                await until(lambda: any(_names(e, "joined") for e in got), 5, "bob joined")
+            await until(lambda: any(_names(e, "left") for e in got), 5, "bob left")
+
+
+def _names(event: object, which: str) -> bool:
+    return isinstance(event, Presence) and "bob" in getattr(event, which)
 
 
 def test_reconnect_delays_are_jittered_first_within_1s_then_at_most_10s() -> None:
