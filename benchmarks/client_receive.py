@@ -33,13 +33,14 @@ import sys
 import time
 from typing import Any
 
+from roomchat.bench import ws_client
 from roomchat.bench.clients import Target
 from roomchat.bench.runner import serve_process
 from roomchat.bench.tally import MARK, Sink, Tally, marker
-from roomchat.bench import ws_client
 from roomchat.bench.ws_client import WsClient
 
 ROOM = "flat-out"
+KINDS = ("python", "raw")
 BEFORE_ALL = "0-0"  # a lastId no room holds: the server answers a gap and all of history
 
 
@@ -124,25 +125,31 @@ async def post_all(url: str, messages: int, publishers: int) -> float:
 
 
 def round_(url: str, messages: int, publishers: int, replay: bool) -> dict[str, Any]:
-    kinds = ("python", "raw")
     procs = {
         kind: subprocess.Popen(
             [sys.executable, __file__, "--listen", kind, "--url", url, "--messages", str(messages),
              "--publishers", str(publishers), "--mode", "replay" if replay else "live"],
             stdout=subprocess.PIPE, text=True,
         )
-        for kind in kinds
+        for kind in KINDS
     }
     for proc in procs.values():
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-    posted = 0.0 if replay else asyncio.run(post_all(url, messages, publishers))
-    results: dict[str, Any] = {"posted_per_s": posted}
+    results: dict[str, Any] = {}
+    if not replay:
+        print(f"posted {asyncio.run(post_all(url, messages, publishers)):,.0f}/s")
     for kind, proc in procs.items():
         assert proc.stdout is not None
         out = proc.stdout.read()  # not communicate(): it would skip what readline() buffered
         proc.wait(10)
         results[kind] = json.loads(out.strip().splitlines()[-1])
     return results
+
+
+def _line(kind: str, got: dict[str, Any], messages: int) -> str:
+    lost = messages - got["received"]
+    return (f"{kind} {got['per_s']:,.0f} msg/s {got['cpu_us']:.1f} µs CPU/msg "
+            f"(lost {lost}, dup {got['duplicated']}, out of order {got['out_of_order']})")
 
 
 def main() -> None:
@@ -170,15 +177,9 @@ def main() -> None:
         for n in range(args.rounds):
             row = round_(urls["rest"], args.messages, args.publishers, replay)
             rows.append(row)
-            py, raw = row["python"], row["raw"]
-            print(
-                f"round {n + 1}: posted {row['posted_per_s']:,.0f}/s | "
-                f"python {py['per_s']:,.0f} msg/s {py['cpu_us']:.1f} µs CPU/msg "
-                f"(lost {args.messages - py['received']}, dup {py['duplicated']}, disorder {py['out_of_order']}) | "
-                f"raw {raw['per_s']:,.0f} msg/s {raw['cpu_us']:.1f} µs CPU/msg "
-                f"(lost {args.messages - raw['received']}, dup {raw['duplicated']}) | load {os.getloadavg()[0]:.1f}"
-            )
-    med = {k: {f: statistics.median(r[k][f] for r in rows) for f in ("per_s", "cpu_us")} for k in ("python", "raw")}
+            print(f"round {n + 1}: " + " | ".join(_line(kind, row[kind], args.messages) for kind in KINDS)
+                  + f" | load {os.getloadavg()[0]:.1f}")
+    med = {k: {f: statistics.median(r[k][f] for r in rows) for f in ("per_s", "cpu_us")} for k in KINDS}
     print(
         f"median: python {med['python']['per_s']:,.0f} msg/s, {med['python']['cpu_us']:.1f} µs/msg; "
         f"raw {med['raw']['per_s']:,.0f} msg/s, {med['raw']['cpu_us']:.1f} µs/msg; "

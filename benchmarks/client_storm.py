@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import contextlib
 import json
 import os
 import signal
@@ -76,18 +77,17 @@ async def worker(url: str, first: int, count: int, rooms: int, messages: int) ->
                         all_done.set()
 
     ready: list[int] = []
-    clients = [roomchat_client.Client(url, user_id=f"c{n}", on_state=on_state) for n in range(first, first + count)]
+    numbers = range(first, first + count)
+    clients = [roomchat_client.Client(url, user_id=f"c{n}", on_state=on_state) for n in numbers]
     for client in clients:
         await client.__aenter__()
-    tasks = [asyncio.create_task(one(n, c)) for n, c in zip(range(first, first + count), clients, strict=True)]
+    tasks = [asyncio.create_task(one(n, c)) for n, c in zip(numbers, clients, strict=True)]
     while len(ready) < count:
         await asyncio.sleep(0.05)
     started.set()
     print("ready", flush=True)
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(all_done.wait(), TIMEOUT)
-    except TimeoutError:
-        pass
     for task in tasks:
         task.cancel()
     await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
@@ -132,7 +132,8 @@ async def post_round(url: str, rooms: int, start: int, messages: int) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         for k in range(start, start + messages):
             for room in range(rooms):
-                r = await http.post(f"/api/room/storm-{room}", json={"userId": "poster", "text": f"{room}-{k}"})
+                body = {"userId": "poster", "text": f"{room}-{k}"}
+                r = await http.post(f"/api/room/storm-{room}", json=body)
                 r.raise_for_status()
 
 
@@ -148,7 +149,8 @@ def main() -> None:
     parser.add_argument("--rooms", type=int, default=20)
     parser.add_argument("--messages", type=int, default=5)
     parser.add_argument("--signal", choices=("TERM", "KILL"), default="TERM")
-    parser.add_argument("--worker", nargs=5, type=int, metavar=("PORT", "FIRST", "COUNT", "ROOMS", "MESSAGES"))
+    worker_args = ("PORT", "FIRST", "COUNT", "ROOMS", "MESSAGES")
+    parser.add_argument("--worker", nargs=5, type=int, metavar=worker_args)
     args = parser.parse_args()
     if args.worker:
         port, first, count, rooms, messages = args.worker
@@ -198,9 +200,9 @@ def main() -> None:
     dones = [t for r in results for t in r["done_at"]]
     total = sum(r["clients"] for r in results)
     print(f"server stopped with SIG{args.signal} and back in {back - killed:.2f} s")
-    print(f"connected again: {len(ups)} of {total}, the last {max(ups) - back:.2f} s after the server was back")
+    print(f"connected again: {len(ups)} of {total}, the last {max(ups) - back:.2f} s after its return")
     print(f"caught up (every message of the room): {len(dones)} of {total}, "
-          f"the last {max(dones) - back:.2f} s after the server was back")
+          f"the last {max(dones) - back:.2f} s after its return")
     print(f"peak new connections: {peak(ups, 1.0)} in one second, {peak(ups, 0.1)} in 100 ms")
     spread = sorted(t - back for t in ups)
     print("reconnects after the server was back, by second: "

@@ -30,6 +30,7 @@ from roomchat_client.subscription import FROM_START, State, Subscription
 from roomchat_client.tokens import Tokens
 
 SUBPROTOCOL = "roomchat.v1"
+_RECEIVING = (State.ACTIVE, State.PAUSED)  # a room's frames before `subscribed` are stale
 RETRIED = {429, 503}  # a refusal that a later try may get past (limits, a backend away)
 log = logging.getLogger("roomchat_client")
 
@@ -252,6 +253,12 @@ class Connection:
 
     def _on_frame(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
+        if kind == "message":  # the hot path: once per delivery
+            data = frame["message"]
+            room = self.rooms.get(data["roomId"])
+            if room is not None and room.state in _RECEIVING and data["id"] != room.last_id:
+                room.push(Message.from_json(data))
+            return
         if kind in ("ack", "error") and isinstance(frame.get("ref"), str):
             self._on_answer(frame)
             return
@@ -262,7 +269,7 @@ class Connection:
             subscription.state = State.ACTIVE
             if not subscription.ready.done():
                 subscription.ready.set_result(None)
-        elif subscription.state not in (State.ACTIVE, State.PAUSED):
+        elif subscription.state not in _RECEIVING:
             return  # from before the last `subscribe`: replayed after it
         elif kind == "deleted":
             del self.rooms[subscription.room_id]
@@ -278,8 +285,6 @@ class Connection:
 
     def _on_event(self, subscription: Subscription, frame: dict[str, Any]) -> None:
         event = event_of(frame)
-        if isinstance(event, Message) and event.id == subscription.last_id:
-            return
         if isinstance(event, Gap) and event.last_event_id == FROM_START:
             return  # the room was empty when subscribed: all of history is exactly what was missed
         if event is not None:
@@ -360,7 +365,4 @@ def _sub_ref(subscription: Subscription) -> str:
 
 def _room_of(frame: dict[str, Any]) -> str:
     room = frame.get("roomId")
-    if isinstance(room, str):
-        return room
-    message = frame.get("message")
-    return message.get("roomId", "") if isinstance(message, dict) else ""
+    return room if isinstance(room, str) else ""
