@@ -72,13 +72,15 @@ class Client:
     ) -> Subscription:
         """Subscribe to `room` after `last_id` (None: from now); returns once the server confirmed.
 
-        While the connection is down this waits for it. `typing` is accepted for the
-        contract's signature; the server does not send typing events yet.
+        While the connection is down this waits for it. `typing` asks for typing events;
+        this server does not send them yet, and this client has no `Typing` event yet.
         """
         self._require_started()
         if last_id is None:
             last_id = (await self._get(f"/api/room/{quote(room, safe='')}")).get("lastId")
-        subscription = Subscription(self._connection, room, last_id, presence=presence, buffer=self._buffer)
+        subscription = Subscription(
+            self._connection, room, last_id, presence=presence, typing=typing, buffer=self._buffer
+        )
         await self._connection.add(subscription)
         return subscription
 

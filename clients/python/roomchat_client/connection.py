@@ -192,6 +192,8 @@ class Connection:
             frame["lastId"] = subscription.resume_id
         if subscription.presence:
             frame["presence"] = True
+        if subscription.typing:
+            frame["typing"] = True
         subscription.state = State.SUBSCRIBING
         subscription.subscribed_before = True
         subscription.generation = self._generation

@@ -39,11 +39,19 @@ class Subscription:
     """
 
     def __init__(
-        self, owner: _Owner, room_id: str, last_id: str | None, *, presence: bool, buffer: int
+        self,
+        owner: _Owner,
+        room_id: str,
+        last_id: str | None,
+        *,
+        presence: bool,
+        buffer: int,
+        typing: bool = False,
     ) -> None:
         self.room_id = room_id
         self.last_id = last_id  # the id of the last message received: where a resubscribe resumes
         self.presence = presence
+        self.typing = typing
         self.state = State.IDLE
         self.generation = -1  # the connection it was last subscribed on
         self.subscribed_before = False
