@@ -66,7 +66,11 @@ async def worker(url: str, first: int, count: int, rooms: int, messages: int) ->
             up_at.append(time.time())
 
     async def one(n: int, client: roomchat_client.Client) -> None:
-        subscription = await client.subscribe(f"storm-{n % rooms}")
+        try:
+            subscription = await client.subscribe(f"storm-{n % rooms}")
+        except Exception as exc:
+            print(f"client {n} could not subscribe: {exc!r}", file=sys.stderr, flush=True)
+            raise
         ready.append(n)
         async for event in subscription:
             if isinstance(event, roomchat_client.Message):

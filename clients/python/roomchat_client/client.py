@@ -12,6 +12,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import httpx
 
+from roomchat_client.backoff import delay
 from roomchat_client.connection import Connection
 from roomchat_client.errors import RoomchatError
 from roomchat_client.events import Message
@@ -77,12 +78,24 @@ class Client:
         """
         self._require_started()
         if last_id is None:
-            last_id = (await self._get(f"/api/room/{quote(room, safe='')}")).get("lastId")
+            last_id = await self._last_id(room)
         subscription = Subscription(
             self._connection, room, last_id, presence=presence, typing=typing, buffer=self._buffer
         )
         await self._connection.add(subscription)
         return subscription
+
+    async def _last_id(self, room: str) -> str | None:
+        """The room's last message id, to subscribe after: asked again (with the WebSocket's backoff)
+        while the server cannot be reached, as the subscription itself would wait."""
+        attempt = 0
+        while True:
+            try:
+                last_id = (await self._get(f"/api/room/{quote(room, safe='')}")).get("lastId")
+                return last_id if isinstance(last_id, str) else None
+            except ConnectionError:
+                await asyncio.sleep(delay(attempt))
+                attempt += 1
 
     async def publish(self, room: str, text: str, timeout: float = 30) -> Message:
         """Post `text` to `room`; returns the stored message once acknowledged.
