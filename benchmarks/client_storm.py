@@ -39,6 +39,7 @@ from typing import Any
 import httpx
 
 TIMEOUT = 120.0  # seconds a worker waits for its clients to catch up
+BATCH = 50  # clients a worker subscribes at once before the restart
 
 
 def free_port() -> int:
@@ -85,7 +86,11 @@ async def worker(url: str, first: int, count: int, rooms: int, messages: int) ->
     clients = [roomchat_client.Client(url, user_id=f"c{n}", on_state=on_state) for n in numbers]
     for client in clients:
         await client.__aenter__()
-    tasks = [asyncio.create_task(one(n, c)) for n, c in zip(numbers, clients, strict=True)]
+    tasks = []
+    for n, client in zip(numbers, clients, strict=True):  # in batches: the storm is the restart's
+        tasks.append(asyncio.create_task(one(n, client)))
+        while len(ready) < len(tasks) - BATCH:
+            await asyncio.sleep(0.05)
     while len(ready) < count:
         await asyncio.sleep(0.05)
     started.set()

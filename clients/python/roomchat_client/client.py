@@ -13,7 +13,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 import httpx
 
 from roomchat_client.backoff import delay
-from roomchat_client.connection import Connection
+from roomchat_client.connection import RETRIED, Connection
 from roomchat_client.errors import RoomchatError
 from roomchat_client.events import Message
 from roomchat_client.subscription import Subscription
@@ -87,15 +87,19 @@ class Client:
 
     async def _last_id(self, room: str) -> str | None:
         """The room's last message id, to subscribe after: asked again (with the WebSocket's backoff)
-        while the server cannot be reached, as the subscription itself would wait."""
+        while the server cannot be reached or is too busy (408, 429, 503), as the subscription waits."""
         attempt = 0
         while True:
             try:
                 last_id = (await self._get(f"/api/room/{quote(room, safe='')}")).get("lastId")
                 return last_id if isinstance(last_id, str) else None
             except ConnectionError:
-                await asyncio.sleep(delay(attempt))
-                attempt += 1
+                pass
+            except RoomchatError as refused:
+                if refused.code not in RETRIED:
+                    raise
+            await asyncio.sleep(delay(attempt))
+            attempt += 1
 
     async def publish(self, room: str, text: str, timeout: float = 30) -> Message:
         """Post `text` to `room`; returns the stored message once acknowledged.

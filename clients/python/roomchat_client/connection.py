@@ -31,7 +31,7 @@ from roomchat_client.tokens import Tokens
 
 SUBPROTOCOL = "roomchat.v1"
 _RECEIVING = (State.ACTIVE, State.PAUSED)  # a room's frames before `subscribed` are stale
-RETRIED = {429, 503}  # a refusal that a later try may get past (limits, a backend away)
+RETRIED = {408, 429, 503}  # refusals a later try may get past (a busy server, limits, a backend away)
 log = logging.getLogger("roomchat_client")
 
 
