@@ -80,6 +80,7 @@ class Proxy:
         self.target_port = target_port
         self.hold = False
         self.drop_acks = 0  # how many acks to lose (each cuts its connection)
+        self.busy = 0  # how many connections to answer `408` as a server too busy to read them
         self.connections = 0
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._server: asyncio.Server | None = None
@@ -108,6 +109,14 @@ class Proxy:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.hold:
             writer.transport.abort()
+            return
+        if self.busy:
+            self.busy -= 1
+            body = b'{"code":408,"message":"request headers not received in time"}'
+            head = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+            writer.write(head + b"content-length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+            writer.close()
             return
         self.connections += 1
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)

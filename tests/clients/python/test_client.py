@@ -91,6 +91,21 @@ async def test_a_publish_made_while_disconnected_waits_for_the_connection(server
             await client.publish("waits", "never", timeout=0.5)
 
 
+async def test_subscribe_waits_for_a_server_that_is_away_or_too_busy(server: Server) -> None:
+    async with Proxy(server.port) as proxy:
+        proxy.hold = True
+        async with Client(proxy.url) as client:
+            subscribing = asyncio.create_task(client.subscribe("patience"))
+            await asyncio.sleep(0.5)  # not a synchronisation: time for a subscribe that would fail
+            assert not subscribing.done()
+            proxy.hold, proxy.busy = False, 3  # the next three connections are answered 408
+            subscription = await asyncio.wait_for(subscribing, 15)
+            async with reading(subscription) as got:
+                await post(server.url, "patience", "at last")
+                await until(lambda: texts(got) == ["at last"], 5, "the message")
+        assert proxy.busy == 0
+
+
 async def test_a_refused_post_raises_with_the_servers_code(server: Server) -> None:
     async with Client(server.url, user_id="ann") as client:
         with pytest.raises(RoomchatError) as refused:
