@@ -87,7 +87,7 @@ async def test_says_reconnecting_and_resumes_what_was_missed(server: Server) -> 
         await until(lambda: status(app).endswith("reconnecting"), 5, "reconnecting, in words")
         server.start()
         post(server, "two")  # before the app is back
-        await until(lambda: status(app).endswith(": connected"), 15, "connected again")
+        await until(lambda: status(app).endswith(": connected"), 30, "connected again")
         await until(lambda: "bob: two" in shown(app), 5, "the message posted while away")
         assert shown(app).count("bob: one") == 1
 
