@@ -2,11 +2,13 @@
 
     python benchmarks/client_receive.py [--mode replay|live] [--messages 20000] [--rounds 3]
 
-Starts `roomchat serve --adapter rest`, then per round two listener processes
-on one room at once: `roomchat_client` (a `Client` and a subscription iterated
-with `async for`) and the bench's raw client (`roomchat.bench.ws_client`: an
-asyncio Protocol that finds frames and counts markers, no JSON parse). Both
-run on the default asyncio loop.
+Starts `roomchat serve --adapter rest`, then per round three listener
+processes on one room at once: `roomchat_client` (a `Client` and a
+subscription iterated with `async for`); the `websockets` library alone as the
+client uses it, counting markers in each frame's bytes with no JSON (the floor
+under the client); and the bench's raw client (`roomchat.bench.ws_client`: an
+asyncio Protocol that finds frames and counts markers, no JSON parse). All on
+the default asyncio loop.
 
 `--mode replay` (the default) posts `--messages` once, before the rounds, and
 each listener subscribes from before the first (`lastId` that is in no room:
@@ -40,7 +42,7 @@ from roomchat.bench.tally import MARK, Sink, Tally, marker
 from roomchat.bench.ws_client import WsClient
 
 ROOM = "flat-out"
-KINDS = ("python", "raw")
+KINDS = ("python", "websockets", "raw")
 BEFORE_ALL = "0-0"  # a lastId no room holds: the server answers a gap and all of history
 
 
@@ -70,6 +72,28 @@ async def listen_python(url: str, messages: int, publishers: int, replay: bool) 
                 if len(seen) == messages:
                     break
         return _report(len(seen), dup, disorder, first_ns, time.monotonic_ns(), time.process_time() - cpu0)
+
+
+async def listen_websockets(url: str, messages: int, publishers: int, replay: bool) -> dict[str, Any]:
+    """The `websockets` library alone, as the client uses it, with no JSON: the floor under the client."""
+    from websockets.asyncio.client import connect
+
+    cpu0, start_ns = time.process_time(), time.monotonic_ns()
+    ws_url = url.replace("http://", "ws://", 1) + "/api/ws"
+    async with connect(ws_url, subprotocols=["roomchat.v1"], compression=None, proxy=None) as ws:  # type: ignore[list-item]
+        frame: dict[str, str] = {"type": "subscribe", "roomId": ROOM}
+        if replay:
+            frame["lastId"] = BEFORE_ALL
+        await ws.send(json.dumps(frame))
+        print("ready", flush=True)
+        tally = Tally()
+        sink = _Timed(Sink(tally, messages, publishers))
+        sink.first_ns = start_ns if replay else 0
+        async with asyncio.timeout(120):
+            while tally.received < messages:
+                sink.feed(await ws.recv(decode=False) + b"\n", time.monotonic_ns())
+    cpu = time.process_time() - cpu0
+    return _report(tally.received, tally.duplicated, tally.out_of_order, sink.first_ns, tally.last_ns, cpu)
 
 
 async def listen_raw(url: str, messages: int, publishers: int, replay: bool) -> dict[str, Any]:
@@ -159,11 +183,11 @@ def main() -> None:
     parser.add_argument("--publishers", type=int, default=4)
     parser.add_argument("--history", type=int, default=100000)  # keeps every message of a run
     parser.add_argument("--mode", choices=("replay", "live"), default="replay")
-    parser.add_argument("--listen", choices=("python", "raw"))
+    parser.add_argument("--listen", choices=KINDS)
     parser.add_argument("--url")
     args = parser.parse_args()
     if args.listen:
-        listen = listen_python if args.listen == "python" else listen_raw
+        listen = {"python": listen_python, "websockets": listen_websockets, "raw": listen_raw}[args.listen]
         replay = args.mode == "replay"
         print(json.dumps(asyncio.run(listen(args.url, args.messages, args.publishers, replay))), flush=True)
         return
@@ -180,11 +204,9 @@ def main() -> None:
             print(f"round {n + 1}: " + " | ".join(_line(kind, row[kind], args.messages) for kind in KINDS)
                   + f" | load {os.getloadavg()[0]:.1f}")
     med = {k: {f: statistics.median(r[k][f] for r in rows) for f in ("per_s", "cpu_us")} for k in KINDS}
-    print(
-        f"median: python {med['python']['per_s']:,.0f} msg/s, {med['python']['cpu_us']:.1f} µs/msg; "
-        f"raw {med['raw']['per_s']:,.0f} msg/s, {med['raw']['cpu_us']:.1f} µs/msg; "
-        f"CPU ratio {med['python']['cpu_us'] / med['raw']['cpu_us']:.1f}x"
-    )
+    for kind in KINDS:
+        print(f"median {kind}: {med[kind]['per_s']:,.0f} msg/s, {med[kind]['cpu_us']:.1f} µs CPU/msg")
+    print(f"CPU per message, python / raw: {med['python']['cpu_us'] / med['raw']['cpu_us']:.1f}x")
     print(f"load average after: {os.getloadavg()}")
 
 
