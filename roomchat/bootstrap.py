@@ -8,7 +8,7 @@ from roomchat.backends import DEFAULT_HISTORY, backend_from_url
 from roomchat.core import RoomService
 from roomchat.core.identity import Authenticator, OpenAuthenticator
 from roomchat.core.limits import DEFAULT_HISTORY_BYTES, DEFAULT_MAX_ROOMS, Limits
-from roomchat.core.ports import Backend, BackendSettings
+from roomchat.core.ports import Backend, BackendSettings, PublishHook
 from roomchat.core.presence import HEARTBEAT
 from roomchat.core.service import DEFAULT_BUFFER
 from roomchat.core.validation import DEFAULT_MAX_TEXT
@@ -25,6 +25,7 @@ class ServiceSettings:
     history_bytes: int = DEFAULT_HISTORY_BYTES
     auth: Authenticator = field(default_factory=OpenAuthenticator)  # --auth none
     presence_heartbeat: float = HEARTBEAT  # seconds; a dead process's users leave within about 4 of them
+    publish_hook: PublishHook | None = None  # asked before every post is stored
 
 
 def build_service(settings: ServiceSettings, backend: Backend | None = None) -> RoomService:
@@ -39,4 +40,5 @@ def build_service(settings: ServiceSettings, backend: Backend | None = None) -> 
         authenticator=settings.auth,
         limits=settings.limits,
         presence_heartbeat=settings.presence_heartbeat,
+        publish_hook=settings.publish_hook,
     )

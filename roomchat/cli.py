@@ -5,8 +5,10 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
+import os
 import re
 import sys
+from dataclasses import replace
 from typing import Annotated, NoReturn
 
 import typer
@@ -16,7 +18,7 @@ try:  # typer vendors click since 0.2x; older releases use click itself
 except ImportError:  # pragma: no cover
     from click import exceptions as click_errors  # type: ignore[no-redef]
 
-from roomchat import __version__, logs, startup
+from roomchat import __version__, configfile, logs, startup
 from roomchat.adapters import Adapter, AdapterSettings
 from roomchat.adapters.http.identity import trusted_networks
 from roomchat.adapters.registry import available
@@ -27,7 +29,9 @@ from roomchat.core import BackendUnavailable, ValidationError, validation
 from roomchat.core.identity import Authenticator, OpenAuthenticator
 from roomchat.core.limits import Limits
 from roomchat.descriptors import Budget, raise_open_file_limit
+from roomchat.hooks import HttpPublishHook
 from roomchat.plugins import listing
+from roomchat.reload import Reloader
 from roomchat.runner import StartupError, run_forever
 from roomchat.supervisor import die_with_supervisor, one_per_core, supervise
 from roomchat.tokens import JwtAuthenticator, mint
@@ -57,6 +61,7 @@ def _env(name: str) -> str:
 
 @app.command()
 def serve(
+    ctx: typer.Context,
     all_: Annotated[
         bool, typer.Option("--all", envvar=_env("ALL"), help="Serve every adapter found.")
     ] = False,
@@ -199,6 +204,46 @@ def serve(
             help="Seconds between presence heartbeats; a dead process's users leave within about 4.",
         ),
     ] = 5.0,
+    webhook_secret: Annotated[
+        str | None,
+        typer.Option(
+            envvar=_env("WEBHOOK_SECRET"),
+            metavar="SECRET",
+            help="Signs every request to --publish-hook (Roomchat-Signature).",
+        ),
+    ] = None,
+    publish_hook: Annotated[
+        str | None,
+        typer.Option(
+            envvar=_env("PUBLISH_HOOK"),
+            metavar="URL",
+            help="Asked before every post is stored: allow, rewrite or refuse (needs --webhook-secret).",
+        ),
+    ] = None,
+    publish_hook_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar=_env("PUBLISH_HOOK_TIMEOUT"),
+            min=0.001,
+            metavar="SECONDS",
+            help="How long a post waits for the hook; then 503, nothing stored.",
+        ),
+    ] = 2.0,
+    publish_hook_fail_open: Annotated[
+        bool,
+        typer.Option(
+            envvar=_env("PUBLISH_HOOK_FAIL_OPEN"),
+            help="Store the post when the hook gives no answer in time.",
+        ),
+    ] = False,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            envvar=configfile.ENV,
+            metavar="FILE",
+            help="A TOML file whose [serve] table sets any of these options; flags and env win over it.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the chosen adapters (all of them by default) in one process, or in --workers N."""
     found = available()
@@ -214,8 +259,8 @@ def serve(
     ports = _parse_ports(port or [], names)
     authenticator = _authenticator(auth, jwt_key, jwt_issuer, jwt_audience, anonymous_read)
     origins = tuple(comma_list(cors_origin or []))
-    if not math.isfinite(rate):
-        raise typer.BadParameter("--rate takes a number of posts a second, 0 for no limit")
+    rate = _rate(rate)
+    hook = _publish_hook(publish_hook, webhook_secret, publish_hook_timeout, publish_hook_fail_open)
     proxies = _trusted_proxies(trust_proxy or [])
     history_size = _size("--history-bytes", history_bytes)
     streams = _max_streams(max_streams)
@@ -248,11 +293,13 @@ def serve(
                 max_rooms=max_rooms,
                 history_bytes=history_size,
                 presence_heartbeat=presence_heartbeat,
+                publish_hook=hook,
             )
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     adapters: dict[str, Adapter] = {}
+    adapter_settings: dict[str, AdapterSettings] = {}
     for name in names:
         try:
             factory = found[name].load()
@@ -268,16 +315,77 @@ def serve(
             trust_proxy=proxies,
             reuse_port=worker > 0,
         )
+        adapter_settings[name] = settings
         try:
             adapters[name] = factory(service, settings)
         except Exception as exc:
             _fail(f"adapter {name!r} failed to start: {exc}")
     startup.announce_choice(names, "--all" if all_ else "--adapter" if chosen else None)
     startup.log_settings(backend, history=history, max_text=max_text, buffer=buffer, keepalive=keepalive)
+
+    def parse(values: dict[str, object]) -> dict[str, object]:
+        args = _serve_args(sys.argv[1:]) or []
+        return dict(ctx.command.make_context("serve", args, default_map=values).params)
+
+    hooked = {"url": publish_hook}  # where the running publish hook posts
+
+    def apply(new: dict[str, object]) -> None:
+        """Everything is built (and refused, with nothing changed) before anything is applied."""
+        authenticator = _authenticator(auth, _str(new["jwt_key"]), jwt_issuer, jwt_audience, anonymous_read)
+        origins = tuple(comma_list(_strs(new["cors_origin"])))
+        per_ip = _int(new["max_streams_per_ip"])
+        new_limits = Limits(_rate(_float(new["rate"])), limits.max_streams, per_ip)
+        hook_url = _str(new["publish_hook"])
+        new_hook = _publish_hook(hook_url, webhook_secret, publish_hook_timeout, publish_hook_fail_open)
+        for name, adapter in adapters.items():
+            reconfigure = getattr(adapter, "reconfigure", None)  # optional: docs/plugins.md
+            if reconfigure is not None:
+                reconfigure(replace(adapter_settings[name], cors_origins=origins))
+        service.reconfigure(authenticator=authenticator, limits=new_limits)
+        if hook_url != hooked["url"]:
+            service.set_publish_hook(new_hook)
+            hooked["url"] = hook_url
+
+    reload = Reloader(config, configfile.flag_types(serve), parse, apply, dict(ctx.params))
     try:
-        run_forever(service, adapters, lambda: _log_budget(fds, limits.max_streams))
+        run_forever(service, adapters, lambda: _log_budget(fds, limits.max_streams), reload)
     except (StartupError, BackendUnavailable) as exc:
         _fail(str(exc))
+
+
+def _rate(rate: float) -> float:
+    if not math.isfinite(rate):
+        raise typer.BadParameter("--rate takes a number of posts a second, 0 for no limit")
+    return rate
+
+
+def _publish_hook(
+    url: str | None, secret: str | None, timeout: float, fail_open: bool
+) -> HttpPublishHook | None:
+    if url is None:
+        return None
+    if not secret:
+        raise typer.BadParameter("--publish-hook needs --webhook-secret to sign its requests")
+    try:
+        return HttpPublishHook(url, secret, timeout, fail_open)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _strs(value: object) -> list[str]:
+    return [str(item) for item in value] if isinstance(value, list | tuple) else []
+
+
+def _float(value: object) -> float:
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _int(value: object) -> int:
+    return int(value) if isinstance(value, int) else 0
 
 
 _UNSHARED = ("memory", "sqlite")  # backends whose rooms live in one process
@@ -404,6 +512,34 @@ def backends() -> None:
 app.command()(bench)
 
 
+_SECRETS = ("jwt_key", "webhook_secret")  # masked by `roomchat config`
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def config(ctx: typer.Context) -> None:
+    """Print the settings `serve` would run with, given the same options, and where each comes from."""
+    group = ctx.parent
+    assert group is not None
+    serve_command = group.command.get_command(group, "serve")  # type: ignore[attr-defined]
+    path = configfile.path_in(ctx.args, os.environ)
+    parsed = serve_command.make_context("serve", list(ctx.args), default_map=ctx.default_map)
+    print("[serve]")
+    for flag, option in configfile.flag_types(serve).items():
+        name = option.name
+        value = parsed.params[name]
+        source = parsed.get_parameter_source(name)
+        where = {
+            "COMMANDLINE": "flag",
+            "ENVIRONMENT": f"env {_env(name.rstrip('_').upper())}",
+            "DEFAULT_MAP": f"file {path}",
+        }.get(source.name if source else "", "default")
+        if value is None or (isinstance(value, list | tuple) and not value):
+            print(f"# {flag} = (not set)  # {where}")
+            continue
+        shown = '"********"' if name in _SECRETS else configfile.toml_value(value)
+        print(f"{flag} = {shown}  # {where}")
+
+
 @app.command()
 def token(
     sub: Annotated[str, typer.Option("--sub", metavar="NAME", help="The user id (`sub` claim).")],
@@ -461,12 +597,38 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     raise SystemExit(code)
 
 
+_READS_THE_FILE = ("serve", "config")
+
+
+def _serve_args(argv: list[str]) -> list[str] | None:
+    """What follows `serve` (or `config`) in the command line; None for another command."""
+    for index, arg in enumerate(argv):
+        if not arg.startswith("-"):
+            return argv[index + 1 :] if arg in _READS_THE_FILE else None
+    return None
+
+
+def _file_defaults(argv: list[str]) -> dict[str, object] | None:
+    """`--config`'s (or ROOMCHAT_CONFIG's) [serve] table as the default map of `serve` and `config`."""
+    args = _serve_args(argv)
+    path = None if args is None else configfile.path_in(args, os.environ)
+    if path is None:
+        return None
+    try:
+        values = configfile.read(path, configfile.flag_types(serve))
+    except configfile.ConfigError as exc:
+        _fail(str(exc), 2)
+    return dict.fromkeys(_READS_THE_FILE, values)
+
+
 def main() -> None:
     """Entry point: usage errors are one line on stderr, never a traceback."""
     command = typer.main.get_command(app)
     startup.show_placeholders(command)
+    argv = sys.argv[1:]
+    default_map = _file_defaults(argv)
     try:
-        code = command.main(prog_name="roomchat", standalone_mode=False)
+        code = command.main(args=argv, prog_name="roomchat", standalone_mode=False, default_map=default_map)
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     except typer.Abort:

@@ -59,3 +59,12 @@ def configure(level: str, as_json: bool) -> None:
     logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, root.level))
     # grpclib says at info level that a client cancelled its call: streams end that way.
     logging.getLogger("grpclib").setLevel(max(logging.WARNING, root.level))
+    # Libraries that see request headers or frames log them at debug, some as raw bytes
+    # (hpack's "Decoding b'...'" shows a Huffman-coded token the filter cannot recognise):
+    # never below info, whatever the level asked.
+    for name in _SEES_HEADERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))
+
+
+# Loggers of the HTTP/1.1, HTTP/2 and WebSocket libraries under the adapters.
+_SEES_HEADERS = ("hpack", "h2", "hyperframe", "uvicorn", "httptools", "websockets")

@@ -32,16 +32,19 @@ async def run(
     adapters: Mapping[str, Adapter],
     ready: Callable[[str, str], None] = announce,
     stopping: asyncio.Event | None = None,
+    reload: Callable[[], None] | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM (or `stopping`), then end streams and return.
 
-    `ready(name, url)` is called for every adapter once all of them have bound.
+    `ready(name, url)` is called for every adapter once all of them have bound;
+    `reload()` on each SIGHUP (without one, SIGHUP is logged and changes nothing).
     Raises one StartupError naming every adapter that failed.
     """
     stopping = stopping or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, reload or _nothing_to_reload)
     try:
         await service.start()
         announcements = _Announcements(list(adapters), ready)
@@ -67,8 +70,12 @@ async def run(
         if reasons:
             raise StartupError("; ".join(reasons))
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+
+
+def _nothing_to_reload() -> None:
+    log.warning("SIGHUP: nothing to reload; the settings are unchanged")
 
 
 class _Announcements:
@@ -120,9 +127,13 @@ def _announce_all(count: int, listening: Callable[[], None] | None) -> Callable[
 
 
 def run_forever(
-    service: RoomService, adapters: Mapping[str, Adapter], listening: Callable[[], None] | None = None
+    service: RoomService,
+    adapters: Mapping[str, Adapter],
+    listening: Callable[[], None] | None = None,
+    reload: Callable[[], None] | None = None,
 ) -> None:
-    """Run in a fresh event loop (uvloop where installed); `listening()` once every adapter is."""
+    """Run in a fresh event loop (uvloop where installed); `listening()` once every adapter is;
+    `reload()` on SIGHUP."""
     try:
         import uvloop
 
@@ -130,5 +141,5 @@ def run_forever(
     except ImportError:  # pragma: no cover
         runner = asyncio.run
     with contextlib.suppress(KeyboardInterrupt):
-        runner(run(service, adapters, _announce_all(len(adapters), listening)))
+        runner(run(service, adapters, _announce_all(len(adapters), listening), reload=reload))
     sys.stdout.flush()

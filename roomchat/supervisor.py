@@ -77,6 +77,7 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
         try:
             starting = asyncio.ensure_future(self._start_all())
             stop = asyncio.ensure_future(self._stopping.wait())
@@ -96,8 +97,14 @@ class Supervisor:
             return exc.code
         finally:
             await self._stop_all()
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+
+    def _reload(self) -> None:
+        """SIGHUP: every worker reads the configuration file again itself."""
+        for worker in self._workers.values():
+            if worker.proc.returncode is None:
+                worker.proc.send_signal(signal.SIGHUP)
 
     async def _start_all(self) -> list[str]:
         """The first worker binds the ports (0 picks them), the others join it there."""

@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -261,3 +263,31 @@ def _parse_block(block: str) -> Event | None:
         elif name == "data":
             ev.data = value
     return ev if seen else None
+
+
+class Log:
+    """A server's stderr, read line by line as it comes."""
+
+    def __init__(self, server: Process) -> None:
+        assert server.proc.stderr is not None
+        self._fd = server.proc.stderr.fileno()
+        self._lines: list[str] = []  # read, not yet matched
+        self._pending = b""
+
+    def wait_for(self, *words: str, timeout: float = 10.0) -> str:
+        """The next line holding every word; fails at the deadline."""
+        deadline = time.monotonic() + timeout
+        seen: list[str] = []
+        while True:
+            while self._lines:
+                line = self._lines.pop(0)
+                seen.append(line)
+                if all(word in line for word in words):
+                    return line
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self._fd], [], [], max(0.0, left))
+            chunk = os.read(self._fd, 65536) if ready else b""
+            if not chunk:
+                raise AssertionError(f"no log line with {words} within {timeout} s; saw: {seen}")
+            *lines, self._pending = (self._pending + chunk).split(b"\n")
+            self._lines += [raw.decode(errors="replace") for raw in lines]

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from itertools import islice
 
 from sortedcontainers import SortedList
 
+from roomchat.backends.one_process import OneProcess
 from roomchat.core.errors import Overloaded
 from roomchat.core.ids import Clock, IdSequence, wall_ms
-from roomchat.core.limits import TokenBuckets
 from roomchat.core.message import Message, format_time, id_key
 from roomchat.core.ports import KEY_TTL, BackendSettings, BackendSink, Posted, Replay
-from roomchat.core.presence import OneProcessPresence
 
 # What one stored message holds besides its text, roughly: the object, its id,
 # time and user strings, and the cache of its encodings (about twice the text).
@@ -26,7 +26,7 @@ def message_cost(message: Message) -> int:
     return MESSAGE_OVERHEAD + 3 * len(message.text) + len(message.user_id)
 
 
-class MemoryBackend(OneProcessPresence):
+class MemoryBackend(OneProcess):
     """Keeps the last `history` messages of each room in this process.
 
     Ids are `<milliseconds>-<sequence>` like Redis stream ids, and never go
@@ -46,7 +46,6 @@ class MemoryBackend(OneProcessPresence):
         self._max_rooms = settings.max_rooms
         self._budget = settings.history_bytes
         self._bytes = 0
-        self._buckets = TokenBuckets()
         # Least recently active first: where history_bytes drops messages from.
         # Each room's history is a list, not a deque: a deque takes a 64-slot
         # block (over 500 bytes, from malloc) even for one message.
@@ -153,16 +152,13 @@ class MemoryBackend(OneProcessPresence):
             room = [m for m in room if m.key < ceiling]
         return room[-limit:]
 
-    async def last_id(self, room_id: str) -> str | None:
-        room = self._rooms.get(room_id)
-        return room[-1].id if room else None
+    async def last_ids(self, room_ids: Sequence[str]) -> dict[str, str | None]:
+        rooms = self._rooms
+        return {room_id: room[-1].id if (room := rooms.get(room_id)) else None for room_id in room_ids}
 
     async def rooms(self, limit: int, after: str | None) -> list[str]:
         names = self._index.irange(minimum=after, inclusive=(False, True)) if after else self._index
         return list(islice(names, limit))
-
-    async def spend(self, key: str, rate: float, burst: float) -> float:
-        return self._buckets.spend(key, rate, burst)
 
     async def delete(self, room_id: str) -> None:
         if room_id in self._rooms:

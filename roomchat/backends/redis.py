@@ -20,14 +20,16 @@ from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.asyncio.connection import AbstractConnection, ConnectionPool, parse_url
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import MasterNotFoundError
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from roomchat.backends import redis_lua
+from roomchat.backends.redis_connect import RedisConnector
 from roomchat.core.errors import BackendUnavailable, Overloaded
 from roomchat.core.message import Message, format_time, id_key
 from roomchat.core.ports import KEY_TTL, BackendSettings, BackendSink, Posted, Replay
@@ -48,6 +50,7 @@ COMMAND_TIMEOUT = 2.0  # seconds for any command (and for ping)
 CONNECT_TIMEOUT = 1.0
 READ_COUNT = 1_000  # entries per stream per XREAD
 RETRY_MIN, RETRY_MAX = 0.05, 1.0  # reconnect backoff, seconds
+WAIT_MS = 1_000  # longest WAIT for replicas (`?wait=N`), within COMMAND_TIMEOUT
 
 _MAX = 2**64 - 1  # largest part of a stream id
 _ERRORS = (RedisError, OSError, TimeoutError)
@@ -63,9 +66,9 @@ class RedisBackend:
         settings = settings or BackendSettings()
         if settings.history < 1:
             raise ValueError("history must be at least 1")
-        options = parse_url(url)  # ValueError on a malformed URL, before any connection
-        self._url = url
-        self._where = _describe(dict(options))
+        self._connector = RedisConnector(url)  # ValueError on a malformed URL, before any connection
+        self._where = self._connector.where
+        self._wait = self._connector.wait
         self._history = settings.history
         self._max_rooms = settings.max_rooms
         self._node = uuid.uuid4().hex  # this process, to skip its own deletion notices
@@ -84,6 +87,8 @@ class RedisBackend:
         self._inflight: int | None = None  # the version the XREAD in flight was built from
         self._wanted = asyncio.Event()  # set while there is a room to read
         self._feed_down = False
+        self._resuming = False  # the reader lost its connection: check positions before reading on
+        self._unchecked: dict[str, str] = {}  # rooms left meanwhile -> the last id delivered
         self._renew_pubsub = False
         self._closing = False
 
@@ -93,8 +98,7 @@ class RedisBackend:
         """Connect, or raise BackendUnavailable with a one-line reason."""
         self._sink = sink
         self._scripts = {}  # registered on this client
-        self._redis = Redis.from_url(
-            self._url,
+        self._redis = self._connector.client(
             protocol=2,  # RESP2 whatever redis-py's default: works with Redis 5 and up
             decode_responses=True,
             socket_timeout=COMMAND_TIMEOUT,
@@ -102,8 +106,7 @@ class RedisBackend:
             # One immediate retry on a broken pooled connection (Redis restarted), none on timeouts.
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
-        self._reader_pool = ConnectionPool.from_url(
-            self._url,
+        self._reader_pool = self._connector.pool(
             protocol=2,
             decode_responses=True,
             socket_timeout=BLOCK_MS / 1000 + COMMAND_TIMEOUT,
@@ -146,6 +149,8 @@ class RedisBackend:
         if self._redis is not None:
             with contextlib.suppress(*_ERRORS):
                 await self._redis.aclose()
+        with contextlib.suppress(*_ERRORS):
+            await self._connector.aclose()
 
     async def ping(self) -> bool:
         if self._redis is None:
@@ -166,7 +171,7 @@ class RedisBackend:
         script = self._script(redis_lua.PUBLISH)
         keys = [ROOM_PREFIX + room_id, ROOM_INDEX, FLOOR]
         args: list[str | int] = [room_id, self._history, self._max_rooms, user_id, text]
-        added = await self._call(script(keys=keys, args=args), "store the message")
+        added = await self._store(script, keys, args)
         if added is None:
             raise Overloaded("too many rooms")
         return _message(room_id, str(added), user_id, text)
@@ -181,11 +186,35 @@ class RedisBackend:
         script = self._script(redis_lua.PUBLISH_ONCE)
         keys = [ROOM_PREFIX + room_id, ROOM_INDEX, FLOOR, _key_name(room_id, user_id, key)]
         args: list[str | int] = [room_id, self._history, self._max_rooms, user_id, text, KEY_TTL]
-        answer = await self._call(script(keys=keys, args=args), "store the message")
+        answer = await self._store(script, keys, args)
         if answer is None:
             raise Overloaded("too many rooms")
         stored, entry_id, first_text = answer
         return Posted(_message(room_id, str(entry_id), user_id, str(first_text)), replayed=not int(stored))
+
+    async def _store(self, script: AsyncScript, keys: list[str], args: list[str | int]) -> Any:
+        """Run a storing script; with `?wait=N`, answer only once N replicas have what it wrote.
+
+        WAIT counts the writes of its own connection, so it goes in one pipeline
+        with the script. Fewer replicas in time: BackendUnavailable, although the
+        message is stored on the primary (a retry with an idempotency key finds it).
+        """
+        if not self._wait:
+            return await self._call(script(keys=keys, args=args), "store the message")
+
+        async def run() -> list[Any]:
+            async with self._client().pipeline(transaction=False) as pipe:
+                await script(keys=keys, args=args, client=pipe)
+                pipe.wait(self._wait, WAIT_MS)
+                return await pipe.execute()
+
+        answer, replicas = await self._call(run(), "store the message")
+        if answer is not None and int(replicas) < self._wait:
+            raise BackendUnavailable(
+                f"cannot confirm the message: {replicas} of {self._wait} replicas of Redis at "
+                f"{self._where} had it within {WAIT_MS} ms (it is stored on the primary)"
+            )
+        return answer
 
     async def spend(self, key: str, rate: float, burst: float) -> float:
         script = self._script(redis_lua.SPEND)
@@ -245,9 +274,18 @@ class RedisBackend:
         oldest = await self._call(redis.xrange(key, "-", "+", extra + 1), "read history")
         return str(oldest[-1][0]) if oldest else None
 
-    async def last_id(self, room_id: str) -> str | None:
-        newest = await self._call(self._client().xrevrange(ROOM_PREFIX + room_id, "+", "-", 1), "read a room")
-        return str(newest[0][0]) if newest else None
+    async def last_ids(self, room_ids: Sequence[str]) -> dict[str, str | None]:
+        rooms = list(room_ids)
+
+        async def run() -> list[Any]:
+            async with self._client().pipeline(transaction=False) as pipe:
+                for room_id in rooms:
+                    pipe.xrevrange(ROOM_PREFIX + room_id, "+", "-", 1)
+                return await pipe.execute()
+
+        newest = await self._call(run(), "read rooms") if rooms else []
+        pairs = zip(rooms, newest, strict=True)
+        return {room_id: str(entries[0][0]) if entries else None for room_id, entries in pairs}
 
     async def rooms(self, limit: int, after: str | None) -> list[str]:
         start = f"({after}" if after else "-"
@@ -341,7 +379,10 @@ class RedisBackend:
 
     def unsubscribe(self, room_id: str) -> None:
         # The XREAD in flight may still name the stream; its entries are then ignored.
-        self._positions.pop(room_id, None)
+        position = self._positions.pop(room_id, None)
+        if position is not None and self._resuming:  # its listeners left while Redis was away
+            # What they were given is still checked once Redis is back.
+            self._unchecked[room_id] = max(position, self._unchecked.get(room_id, position), key=_key)
 
     async def _read_loop(self) -> None:
         delay = RETRY_MIN
@@ -354,6 +395,7 @@ class RedisBackend:
                 reply = await self._read()
             except _ERRORS as exc:
                 self._inflight = None
+                self._resuming = True
                 await self._drop_reader()
                 self._feed_lost("reader", exc)
                 self._renew_pubsub = True
@@ -370,6 +412,9 @@ class RedisBackend:
 
     async def _read(self) -> Any:
         conn = await self._reader()
+        if self._resuming:
+            await self._resume(conn)
+            self._resuming = False
         self._inflight = self._version  # the snapshot below is exactly this version
         keys = [ROOM_PREFIX + room for room in self._positions]
         ids = list(self._positions.values())
@@ -377,6 +422,48 @@ class RedisBackend:
         reply = await conn.read_response()
         self._inflight = None
         return reply
+
+    async def _resume(self, conn: AbstractConnection) -> None:
+        """Check what Redis holds against what this process delivered, before reading on.
+
+        The reader reads on from the last id it delivered. A primary that lacks
+        that id (promoted before it had every message) lost messages that
+        listeners here were given: say so, end the room's listeners so they
+        resume from their own last id (their replay answers `gap`), and read on
+        from the newest entry the primary holds below it, so nothing it stored
+        since is skipped, even under an id below the lost ones.
+        """
+        rooms = [(room, position, False) for room, position in self._unchecked.items()]
+        rooms += [(room, position, True) for room, position in self._positions.items()]
+        rooms = [room for room in rooms if room[1] != "0-0"]
+        if not rooms:
+            return
+        # Per room, its last delivered id if held, else the newest entry below it.
+        commands = [("XREVRANGE", ROOM_PREFIX + room, at, "-", "COUNT", 1) for room, at, _ in rooms]
+        await conn.send_packed_command(conn.pack_commands(commands))
+        replies = [await conn.read_response() for _ in commands]
+        self._unchecked.clear()
+        lost = []
+        for (room_id, position, subscribed), below in zip(rooms, replies, strict=True):
+            held = str(below[0][0]) if below else None
+            if held == position:
+                continue
+            if subscribed:
+                if self._positions.get(room_id) != position:
+                    continue  # unsubscribed meanwhile
+                if held is not None:  # None: nothing up to it; reading on from it or 0-0 is the same
+                    self._positions[room_id] = held
+                if self._sink is not None:
+                    self._sink.interrupted(room_id)
+            lost.append(f"{room_id} (delivered up to {position}, Redis has {held or 'nothing'} up to it)")
+        if lost:
+            log.warning(
+                "Redis at %s lacks messages this process delivered in %d room(s), lost by a failover "
+                "(or the room was deleted meanwhile): %s; their listeners resume and get a gap",
+                self._where,
+                len(lost),
+                ", ".join(lost[:5]) + (", ..." if len(lost) > 5 else ""),
+            )
 
     def _deliver(self, reply: Any) -> None:
         """Each new entry to the sink once, in stream order."""
@@ -614,14 +701,6 @@ def _previous_id(message_id: str) -> str | None:
     return f"{ms - 1}-{_MAX}" if ms > 0 else None
 
 
-def _describe(options: dict[str, Any]) -> str:
-    """Where Redis is, for messages: host:port/db, never the password."""
-    if "path" in options:
-        return f"unix:{options['path']}"
-    host = options.get("host", "localhost")
-    return f"{host}:{options.get('port', 6379)}/{options.get('db', 0)}"
-
-
 def _refusal(exc: ResponseError) -> str:
     """Redis's own words, without redis-py's pipeline wrapping around them."""
     text = str(exc)
@@ -634,4 +713,6 @@ def _refusal(exc: ResponseError) -> str:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, MasterNotFoundError):  # its text repeats every sentinel's whole client
+        return "no sentinel names a primary that is up"
     return str(exc) or type(exc).__name__

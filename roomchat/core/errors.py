@@ -18,8 +18,16 @@ class ValidationError(RoomchatError):
         self.message = message
 
 
-class BackendUnavailable(RoomchatError):
+class Unavailable(RoomchatError):
+    """Something the request needs cannot answer now; nothing was stored (HTTP 503, gRPC UNAVAILABLE)."""
+
+
+class BackendUnavailable(Unavailable):
     """The backend cannot be reached; nothing was stored."""
+
+
+class HookUnavailable(Unavailable):
+    """The publish hook gave no answer in time, or one it should not have; nothing was stored."""
 
 
 class Unauthenticated(RoomchatError):

@@ -60,21 +60,25 @@ class TokenBuckets:
 
 
 class StreamCounter:
-    """Open streams in this process, in all and per client IP."""
+    """Open streams in this process, in all and per client IP.
+
+    Streams are counted per IP whether or not a per-IP limit is set, so a limit
+    set by a reload (SIGHUP) counts the streams already open.
+    """
 
     def __init__(self, limits: Limits) -> None:
-        self._limits = limits
+        self.limits = limits
         self.open = 0
         self._by_address: dict[str, int] = {}
 
     def opening(self, address: str | None) -> None:
         """Count a stream about to open; Overloaded or RateLimited when over a limit."""
-        limits = self._limits
+        limits = self.limits
         if limits.max_streams and self.open >= limits.max_streams:
             raise Overloaded(f"too many open streams on this server (at most {limits.max_streams})")
-        if address is not None and limits.max_streams_per_ip:
+        if address is not None:
             count = self._by_address.get(address, 0)
-            if count >= limits.max_streams_per_ip:
+            if limits.max_streams_per_ip and count >= limits.max_streams_per_ip:
                 raise RateLimited(
                     f"too many open streams from {address} (at most {limits.max_streams_per_ip})"
                 )
@@ -83,7 +87,7 @@ class StreamCounter:
 
     def closed(self, address: str | None) -> None:
         self.open -= 1
-        if address is not None and self._limits.max_streams_per_ip:
+        if address is not None:
             count = self._by_address.get(address, 1) - 1
             if count:
                 self._by_address[address] = count

@@ -61,6 +61,27 @@ class Posted:
 
 
 @dataclass(frozen=True, slots=True)
+class Verdict:
+    """The publish hook's answer: store the post (with `text` instead, when given) or refuse it."""
+
+    allow: bool
+    text: str | None = None
+    reason: str = ""
+
+
+class PublishHook(Protocol):
+    """Asked before a post is stored, on every transport (contract: Publish hook).
+
+    Raises HookUnavailable when it cannot answer in time; nothing is stored then.
+    `target` names the message an edit changes (None for a post).
+    """
+
+    async def check(self, room_id: str, user_id: str, text: str, target: str | None = None) -> Verdict: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
 class Stats:
     published: int
     delivered: int
@@ -181,34 +202,24 @@ class BackendSettings:
     history_bytes: int = DEFAULT_HISTORY_BYTES  # bytes of history in one process; 0: no limit
 
 
-class Backend(Protocol):
-    """Storage, ids and fan-out between processes. Raises BackendUnavailable.
+class RoomLog(Protocol):
+    """History and fan-out: the part of a backend every backend writes itself.
 
     Ids are `<number>-<number>` (the service orders them to join a replay to
     the live feed), strictly increasing within a room in the order messages
     are delivered, and never given twice, across restarts included.
     `publish` raises Overloaded("too many rooms") rather than add a room past
-    `max_rooms`. A backend shared by several processes shares `spend`'s buckets.
-    Found by URL scheme through the entry points `roomchat.backends`
-    (docs/backends.md); the factory is called as `(url, settings)`.
+    `max_rooms`. Every method may raise BackendUnavailable.
     """
 
     async def start(self, sink: BackendSink) -> None: ...
 
     async def close(self) -> None: ...
 
+    async def ping(self) -> bool: ...
+
     async def publish(self, room_id: str, user_id: str, text: str) -> Message:
         """Assign id and time, store in history, deliver to every subscribed node."""
-        ...
-
-    async def publish_once(self, room_id: str, user_id: str, text: str, key: str) -> Posted:
-        """`publish`, unless `key` is stored for this user and room: then answer that message.
-
-        The key and the message are stored together (atomically), so a post whose
-        answer was lost is never stored twice, whichever process gets the retry.
-        Keys live at most KEY_TTL seconds; a backend may forget one sooner once
-        its message has left history.
-        """
         ...
 
     async def replay(self, room_id: str, after: str) -> Replay: ...
@@ -217,17 +228,12 @@ class Backend(Protocol):
         self, room_id: str, limit: int, after: str | None, before: str | None
     ) -> list[Message]: ...
 
-    async def last_id(self, room_id: str) -> str | None: ...
+    async def last_ids(self, room_ids: Sequence[str]) -> dict[str, str | None]:
+        """Each room's newest id (None: no history), in one round trip for them all."""
+        ...
 
     async def rooms(self, limit: int, after: str | None) -> list[str]:
         """Up to `limit` rooms that have history, by room id, after `after` (exclusive)."""
-        ...
-
-    async def spend(self, key: str, rate: float, burst: float) -> float:
-        """Take one token from `key`'s bucket (refilled at `rate`/s up to `burst`).
-
-        0.0 if there was one; else the seconds until there is, and nothing is taken.
-        """
         ...
 
     async def delete(self, room_id: str) -> None:
@@ -240,10 +246,40 @@ class Backend(Protocol):
 
     def unsubscribe(self, room_id: str) -> None: ...
 
-    async def ping(self) -> bool: ...
 
-    # Presence. A backend used by one process only inherits both methods from
-    # roomchat.core.presence.OneProcessPresence (as MemoryBackend and SqliteBackend do).
+class KeyedPosts(Protocol):
+    """Idempotency keys (contract: Publishing exactly once), stored with the post."""
+
+    async def publish_once(self, room_id: str, user_id: str, text: str, key: str) -> Posted:
+        """`publish`, unless `key` is stored for this user and room: then answer that message.
+
+        The key and the message are stored together (atomically), so a post whose
+        answer was lost is never stored twice, whichever process gets the retry.
+        Keys live at most KEY_TTL seconds; a backend may forget one sooner once
+        its message has left history.
+        """
+        ...
+
+
+class RateBuckets(Protocol):
+    """The post rate's token buckets; a backend shared by several processes shares them.
+
+    One-process default: roomchat.backends.one_process.OneProcessBuckets.
+    """
+
+    async def spend(self, key: str, rate: float, burst: float) -> float:
+        """Take one token from `key`'s bucket (refilled at `rate`/s up to `burst`).
+
+        0.0 if there was one; else the seconds until there is, and nothing is taken.
+        """
+        ...
+
+
+class PresenceStore(Protocol):
+    """Each process's part of each room's presence, shared with the others.
+
+    One-process default: roomchat.backends.one_process.OneProcessPresence.
+    """
 
     async def share_presence(
         self, parts: Mapping[str, PresencePart | None], ttl: float, changed: bool
@@ -258,3 +294,13 @@ class Backend(Protocol):
     async def presence(self, room_ids: Sequence[str]) -> dict[str, list[PresencePart]]:
         """The other processes' unexpired parts of these rooms (one read for them all)."""
         ...
+
+
+class Backend(RoomLog, KeyedPosts, RateBuckets, PresenceStore, Protocol):
+    """Everything the room service needs of storage and of the other processes.
+
+    Found by URL scheme through the entry points `roomchat.backends`
+    (docs/backends.md); the factory is called as `(url, settings)`. A backend
+    that one process uses writes `RoomLog` and `KeyedPosts` and inherits the
+    rest from roomchat.backends.one_process.OneProcess.
+    """

@@ -1,7 +1,7 @@
 """Presence: who is listening to a room, across every process (contract: Presence).
 
 Policy only. Each process counts its own listeners per room and user
-(`opened`/`closed`), publishes that part through the backend (`PresenceStore`)
+(`opened`/`closed`), publishes that part through the backend (`ports.PresenceStore`)
 at most once per window when it changed and again every heartbeat so it
 never expires while the process lives, and reads the other processes' parts
 back. Joins and leaves are found by comparing the set of users present now
@@ -18,11 +18,14 @@ import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from roomchat.core.errors import BackendUnavailable
 from roomchat.core.listener import Listener
 from roomchat.core.message import Message, format_time
+
+if TYPE_CHECKING:  # ports imports this module's types
+    from roomchat.core.ports import PresenceStore
 
 WINDOW = 1.0  # seconds: at most one presence event per room per window
 HEARTBEAT = 5.0  # seconds between re-publishing this process's parts
@@ -103,39 +106,6 @@ class PresenceNote(Message):
     def to_data(self) -> dict[str, object]:
         """The event's data: `{"roomId", "joined", "left"}`."""
         return {"roomId": self.room_id, "joined": list(self.joined), "left": list(self.left)}
-
-
-class PresenceStore(Protocol):
-    """What presence needs from the backend (part of the Backend port)."""
-
-    async def share_presence(
-        self, parts: Mapping[str, PresencePart | None], ttl: float, changed: bool
-    ) -> None: ...
-
-    async def presence(self, room_ids: Sequence[str]) -> dict[str, list[PresencePart]]: ...
-
-
-class OneProcessPresence:
-    """The presence half of the Backend port for a backend only one process uses.
-
-    There is no other process to share a part with or to read one from.
-    """
-
-    async def share_presence(
-        self, parts: Mapping[str, PresencePart | None], ttl: float, changed: bool
-    ) -> None:
-        return None
-
-    async def presence(self, room_ids: Sequence[str]) -> dict[str, list[PresencePart]]:
-        return {}
-
-
-def presence_store(backend: object) -> PresenceStore:
-    """The backend itself, or, for one written before presence (a third-party one without
-    `share_presence` and `presence`), what a backend that one process uses would answer."""
-    if callable(getattr(backend, "share_presence", None)) and callable(getattr(backend, "presence", None)):
-        return backend  # type: ignore[return-value]  # checked just above
-    return OneProcessPresence()
 
 
 class _Room:

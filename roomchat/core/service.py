@@ -12,6 +12,7 @@ from roomchat.core import validation
 from roomchat.core.broadcaster import Broadcaster
 from roomchat.core.errors import (
     BackendUnavailable,
+    Forbidden,
     RateLimited,
     RoomchatError,
     Unauthenticated,
@@ -21,12 +22,13 @@ from roomchat.core.identity import Authenticator, Identity, OpenAuthenticator
 from roomchat.core.limits import Limits, StreamCounter
 from roomchat.core.listener import Counters, EndReason, Gap, Listener
 from roomchat.core.message import Message, id_key
-from roomchat.core.ports import Backend, Posted, RoomInfo, RoomPage, Stats
-from roomchat.core.presence import HEARTBEAT, WINDOW, Presence, RoomPresence, presence_store
+from roomchat.core.ports import Backend, Posted, PublishHook, RoomInfo, RoomPage, Stats
+from roomchat.core.presence import HEARTBEAT, WINDOW, Presence, RoomPresence
 
 DEFAULT_BUFFER = 1024
 MAX_PAGE = 1000
 DEFAULT_ROOM_PAGE = 100
+HOOK_GRACE = 30.0  # seconds a replaced publish hook stays open for the posts it is answering
 
 
 class RoomService:
@@ -42,6 +44,7 @@ class RoomService:
         limits: Limits | None = None,
         presence_heartbeat: float = HEARTBEAT,
         presence_window: float = WINDOW,
+        publish_hook: PublishHook | None = None,
     ) -> None:
         if buffer_size < 1:
             raise ValueError("buffer_size must be at least 1")
@@ -56,11 +59,39 @@ class RoomService:
         self._counters = Counters()
         self._listeners: dict[str, int] = {}
         self._closing = False
-        store = presence_store(backend)
-        self._presence = Presence(store, window=presence_window, heartbeat=presence_heartbeat)
+        self._publish_hook = publish_hook
+        self._retired: set[PublishHook] = set()  # replaced hooks, closed HOOK_GRACE later
+        self._hooks_closing: set[asyncio.Task[None]] = set()
+        self._presence = Presence(backend, window=presence_window, heartbeat=presence_heartbeat)
 
     async def start(self) -> None:
         await self._backend.start(self)
+
+    def reconfigure(
+        self, *, authenticator: Authenticator | None = None, limits: Limits | None = None
+    ) -> None:
+        """Apply what a reload changed (contract: Configuration file). Open streams go on:
+        they keep the identity they opened with, and the new limits count them."""
+        if authenticator is not None:
+            self._auth = authenticator
+            self._anyone = authenticator.identify(None)
+        if limits is not None:
+            self.limits = self._streams.limits = limits
+
+    def set_publish_hook(self, hook: PublishHook | None) -> None:
+        """Ask `hook` (None: nothing) from the next post on. The one it replaces is closed
+        once the posts it is answering have had their time (HOOK_GRACE)."""
+        old, self._publish_hook = self._publish_hook, hook
+        if old is not None and old is not hook:
+            self._retired.add(old)
+            asyncio.get_running_loop().call_later(HOOK_GRACE, self._close_retired, old)
+
+    def _close_retired(self, hook: PublishHook) -> None:
+        if hook in self._retired:  # not closed with the service meanwhile
+            self._retired.discard(hook)
+            task = asyncio.get_running_loop().create_task(hook.close())
+            self._hooks_closing.add(task)
+            task.add_done_callback(self._hooks_closing.discard)
 
     async def close(self) -> None:
         """End every stream (SHUTDOWN) and release the backend."""
@@ -69,6 +100,10 @@ class RoomService:
             room.end_all(EndReason.SHUTDOWN)
         await self._presence.close()
         await self._backend.close()
+        for hook in [self._publish_hook, *self._retired]:
+            if hook is not None:
+                await hook.close()
+        self._retired.clear()
 
     # -- Manager -------------------------------------------------------------
 
@@ -150,7 +185,7 @@ class RoomService:
     async def submit(
         self, room_id: str, user_id: str | None, text: str, *, identity: Identity | None = None
     ) -> Message:
-        user = await self._admit(room_id, user_id, text, identity or self._anyone)
+        user, text = await self._admit(room_id, user_id, text, identity or self._anyone)
         message = await self._backend.publish(room_id, user, text)
         self._counters.published += 1
         return message
@@ -167,14 +202,15 @@ class RoomService:
         if key is None:
             return Posted(await self.submit(room_id, user_id, text, identity=identity))
         validation.idempotency_key(key)
-        user = await self._admit(room_id, user_id, text, identity or self._anyone)
+        user, text = await self._admit(room_id, user_id, text, identity or self._anyone)
         posted = await self._backend.publish_once(room_id, user, text, key)
         if not posted.replayed:
             self._counters.published += 1
         return posted
 
-    async def _admit(self, room_id: str, user_id: str | None, text: str, who: Identity) -> str:
-        """Check a post (rules, permission, rate); the userId it is made under."""
+    async def _admit(self, room_id: str, user_id: str | None, text: str, who: Identity) -> tuple[str, str]:
+        """Check a post (rules, permission, rate, the publish hook); the userId it is made
+        under and the text to store."""
         validation.room_id(room_id)
         who.check_post(room_id)
         user = validation.user_id(who.poster(user_id))
@@ -184,7 +220,14 @@ class RoomService:
             wait = await self._backend.spend(who.limit_key, limits.rate, limits.burst)
             if wait:
                 raise RateLimited(f"too many posts: at most {limits.rate:g} a second", wait)
-        return user
+        hook = self._publish_hook
+        if hook is not None:
+            verdict = await hook.check(room_id, user, text)
+            if not verdict.allow:
+                raise Forbidden(verdict.reason or "refused by the publish hook")
+            if verdict.text is not None:
+                text = validation.text(verdict.text, self._max_text)
+        return user, text
 
     async def history(
         self,
@@ -211,7 +254,8 @@ class RoomService:
         (identity or self._anyone).check_read(room_id)
         elsewhere = (await self._presence.remote_listeners([room_id])).get(room_id, 0)
         listeners = self._local_listeners(room_id) + elsewhere
-        return RoomInfo(room_id, listeners, await self._backend.last_id(room_id))
+        newest = await self._backend.last_ids([room_id])
+        return RoomInfo(room_id, listeners, newest[room_id])
 
     async def presence(self, room_id: str, *, identity: Identity | None = None) -> RoomPresence:
         validation.room_id(room_id)
@@ -239,10 +283,11 @@ class RoomService:
         names = names[:limit]
         readable = [name for name in names if _may_read(who, name)]
         elsewhere = await self._presence.remote_listeners(readable)
-        infos = []
-        for name in readable:
-            listeners = self._local_listeners(name) + elsewhere.get(name, 0)
-            infos.append(RoomInfo(name, listeners, await self._backend.last_id(name)))
+        newest = await self._backend.last_ids(readable)
+        infos = [
+            RoomInfo(name, self._local_listeners(name) + elsewhere.get(name, 0), newest[name])
+            for name in readable
+        ]
         return RoomPage(infos, names[-1] if more else None)
 
     async def delete(self, room_id: str, *, identity: Identity | None = None) -> None:
@@ -308,3 +353,4 @@ def _expire_at(listener: Listener, expires: float | None) -> asyncio.TimerHandle
     loop = asyncio.get_running_loop()
     delay = max(0.0, expires - time.time())
     return loop.call_later(delay, listener.end, EndReason.EXPIRED)
+

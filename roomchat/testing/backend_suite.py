@@ -118,8 +118,8 @@ class BackendSuite:
             assert await backend.history("lobby", 4, None, posted[2].id) == posted[:2]
             assert await backend.history("lobby", 50, posted[-1].id, None) == []
             assert await backend.history("nowhere", 50, None, None) == []
-            assert await backend.last_id("lobby") == posted[-1].id
-            assert await backend.last_id("nowhere") is None
+            assert await backend.last_ids(["lobby", "nowhere"]) == {"lobby": posted[-1].id, "nowhere": None}
+            assert await backend.last_ids([]) == {}
 
     async def test_history_keeps_exactly_the_last_n(self, backend_case: BackendCase) -> None:
         async with opened(backend_case, history=5) as (backend, _):
@@ -169,7 +169,7 @@ class BackendSuite:
             await backend.delete("doomed")
             await sink.until(lambda: sink.deleted_rooms == ["doomed"])
             assert await backend.history("doomed", 50, None, None) == []
-            assert await backend.last_id("doomed") is None
+            assert await backend.last_ids(["doomed"]) == {"doomed": None}
             assert await backend.rooms(100, None) == ["keep"]
             assert not (await backend.replay("doomed", last.id)).found
             again = await backend.publish("doomed", "ann", "back")

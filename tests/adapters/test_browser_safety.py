@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from roomchat.adapters.http.security import BrowserSafety, origin
+from roomchat.adapters.http.security import BrowserSafety, CorsOrigins, origin
 from tests.support import RawStream, Running, serve
 
 EVIL = "https://evil.example"
@@ -230,7 +230,7 @@ async def test_a_stream_s_send_is_passed_through_unwrapped() -> None:
     async def send(message: Any) -> None:
         pass
 
-    safety = BrowserSafety(app, cors_origins=(FRIEND,), streams=("/api/stream/",))
+    safety = BrowserSafety(app, cors=CorsOrigins((FRIEND,)), streams=("/api/stream/",))
     for path, origin_ in (("/api/stream/r", None), ("/api/stream/r", EVIL), ("/api/rooms", None)):
         headers = [(b"host", b"h")] + ([(b"origin", origin_.encode())] if origin_ else [])
         scope = {"type": "http", "method": "GET", "path": path, "headers": headers, "scheme": "http"}
@@ -276,7 +276,7 @@ async def test_a_websocket_handshake_from_another_origin_is_refused_before_the_a
     async def send(message: Any) -> None:
         sent.append(message)
 
-    safety = BrowserSafety(app, cors_origins=(FRIEND,))
+    safety = BrowserSafety(app, cors=CorsOrigins((FRIEND,)))
     for name, value in ((b"origin", EVIL), (b"origin", FRIEND), (b"origin", "http://h"), (b"x-none", "")):
         headers = [(b"host", b"h"), (name, value.encode())]
         scope = {"type": "websocket", "path": f"/ws/{value}", "headers": headers, "scheme": "ws"}

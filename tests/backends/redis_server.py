@@ -26,9 +26,10 @@ class RedisServer:
     killed server comes back with every write it acknowledged.
     """
 
-    def __init__(self, directory: Path, durable: bool = False) -> None:
+    def __init__(self, directory: Path, durable: bool = False, args: tuple[str, ...] = ()) -> None:
         self.directory = directory
         self.durable = durable
+        self.args = args  # more redis-server options, e.g. ("--replicaof", "127.0.0.1", "6379")
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -56,6 +57,7 @@ class RedisServer:
                 "no",
                 "--loglevel",
                 "warning",
+                *self.args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -85,3 +87,20 @@ def redis_server(directory: Path, durable: bool = False) -> Iterator[RedisServer
         yield server
     finally:
         server.kill()
+
+
+def start_replica(directory: Path, primary: RedisServer, *args: str) -> RedisServer:
+    """A replica of `primary` (more redis-server `args` given), started and synced."""
+    directory.mkdir(parents=True, exist_ok=True)
+    replica = RedisServer(directory, args=("--replicaof", "127.0.0.1", str(primary.port), *args))
+    replica.start()
+    deadline = time.monotonic() + 10
+    while True:
+        with socket.create_connection(("127.0.0.1", replica.port), 1) as s:
+            s.sendall(b"INFO replication\r\n")
+            time.sleep(0.02)  # the reply is small: one read after a moment gets it whole
+            if b"master_link_status:up" in s.recv(65536):
+                return replica
+        if time.monotonic() > deadline:
+            replica.kill()
+            raise AssertionError("the replica did not sync")

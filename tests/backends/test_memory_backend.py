@@ -42,7 +42,7 @@ async def test_past_history_bytes_the_least_recently_active_rooms_lose_their_old
     flood = [await backend.publish("flood", "ann", text) for _ in range(12)]
     assert await backend.rooms(10, None) == ["flood"]  # the others are gone altogether
     assert await backend.history("flood", 100, None, None) == flood[2:]
-    assert await backend.last_id("quiet") is None
+    assert await backend.last_ids(["quiet"]) == {"quiet": None}
 
 
 def _sized(text: str) -> Message:

@@ -43,8 +43,7 @@ async def test_ids_are_stream_ids_and_history_pages(redis: RedisServer) -> None:
         assert await backend.history("lobby", 4, None, posted[2].id) == posted[:2]
         assert await backend.history("lobby", 50, posted[-1].id, None) == []
         assert await backend.history("nowhere", 50, None, None) == []
-        assert await backend.last_id("lobby") == posted[-1].id
-        assert await backend.last_id("nowhere") is None
+        assert await backend.last_ids(["lobby", "nowhere"]) == {"lobby": posted[-1].id, "nowhere": None}
         assert await backend.rooms(100, None) == ["lobby"]
 
 
@@ -117,7 +116,7 @@ async def test_delete_reaches_every_process_and_later_ids_keep_growing(redis: Re
         assert sink_a.deleted_rooms == ["doomed"]
         await sink_b.until(lambda: sink_b.deleted_rooms == ["doomed"])
         assert await a.history("doomed", 50, None, None) == []
-        assert await a.rooms(100, None) == [] and await a.last_id("doomed") is None
+        assert await a.rooms(100, None) == [] and await a.last_ids(["doomed"]) == {"doomed": None}
         assert not (await b.replay("doomed", last.id)).found
         again = await a.publish("doomed", "ann", "back")
         assert again.key > last.key

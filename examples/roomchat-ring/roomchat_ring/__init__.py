@@ -10,16 +10,21 @@ from __future__ import annotations
 import bisect
 import time
 from collections import deque
+from collections.abc import Sequence
 
+from roomchat.backends.one_process import OneProcess
 from roomchat.core import BackendSink, Message
 from roomchat.core.errors import Overloaded
-from roomchat.core.limits import TokenBuckets
 from roomchat.core.message import format_time
 from roomchat.core.ports import BackendSettings, Posted, Replay
 
 
-class RingBackend:
-    """The factory `roomchat.backends` names: called with the URL and the settings."""
+class RingBackend(OneProcess):
+    """The factory `roomchat.backends` names: called with the URL and the settings.
+
+    One process uses it, so it inherits rate buckets and presence kept in this
+    process (`OneProcess`) and writes only history and keys.
+    """
 
     def __init__(self, url: str, settings: BackendSettings) -> None:
         if url not in ("ring", "ring://"):  # refuse what you cannot use, before any I/O
@@ -28,7 +33,6 @@ class RingBackend:
         self.rings: dict[str, deque[Message]] = {}
         self.names: list[str] = []  # room ids in order, for pages of rooms
         self.subscribed: set[str] = set()
-        self.buckets = TokenBuckets()
         self.keys: dict[tuple[str, str, str], Message] = {}  # (room, user, key) -> the first post
         self.sink: BackendSink | None = None
         # Ids are `<start ms>-<counter>`: they only grow within the process and
@@ -87,16 +91,12 @@ class RingBackend:
             kept = [m for m in kept if m.key < _key(before)]
         return kept[-limit:]
 
-    async def last_id(self, room_id: str) -> str | None:
-        ring = self.rings.get(room_id)
-        return ring[-1].id if ring else None
+    async def last_ids(self, room_ids: Sequence[str]) -> dict[str, str | None]:
+        return {room_id: ring[-1].id if (ring := self.rings.get(room_id)) else None for room_id in room_ids}
 
     async def rooms(self, limit: int, after: str | None) -> list[str]:
         start = bisect.bisect_right(self.names, after) if after is not None else 0
         return self.names[start : start + limit]
-
-    async def spend(self, key: str, rate: float, burst: float) -> float:
-        return self.buckets.spend(key, rate, burst)
 
     async def delete(self, room_id: str) -> None:
         if self.rings.pop(room_id, None) is not None:

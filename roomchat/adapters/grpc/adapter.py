@@ -15,11 +15,17 @@ import ssl
 from typing import ClassVar
 
 from grpclib.config import Configuration
-from grpclib.server import Handler, Server
+from grpclib.server import Server
 
 from roomchat.adapters import AdapterSettings, CannotListen, Ready
 from roomchat.adapters.grpc.codec import Codec
-from roomchat.adapters.grpc.connection import Connections, Limits, PingPolicy, ServerProtocol
+from roomchat.adapters.grpc.connection import (
+    Connections,
+    Limits,
+    PingPolicy,
+    ReleasingHandler,
+    ServerProtocol,
+)
 from roomchat.adapters.grpc.servicer import SERVICE, RoomServicer
 from roomchat.adapters.grpc.standard import (
     HEALTH_INTERVAL,
@@ -161,7 +167,7 @@ class _Server(Server):
 
     def _protocol_factory(self) -> ServerProtocol:
         self.__gc_step__()
-        handler = Handler(self._mapping, self._codec, self._status_details_codec, self.__dispatch__)
+        handler = ReleasingHandler(self._mapping, self._codec, self._status_details_codec, self.__dispatch__)
         self._handlers.add(handler)
         return ServerProtocol(handler, self._config, self._h2_config, self._connections)
 

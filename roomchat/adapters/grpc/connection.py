@@ -15,28 +15,39 @@ server needs and grpclib does not do:
   is closed. Each stream costs a task, an identity and a subscription before
   its reset arrives, so without it one connection opening and cancelling
   streams as fast as it can (HTTP/2 "rapid reset") stalls the whole server;
+- budgets of frames that do no work, and a bound on what one connection
+  decodes in one turn of the event loop (`roomchat.adapters.grpc.frames`);
+  past a budget, GOAWAY ENHANCE_YOUR_CALM with the budget's reason;
+- the release of a stream cancelled before its task ran (`ReleasingHandler`);
 - GOAWAY to every connection when the server has stopped.
 
 Written against grpclib 0.4 (`pyproject.toml` pins it below 0.5): `connection_made`
-and `data_received` follow grpclib's own, with the additions above.
+and `data_received` follow grpclib's own, with the additions above. Private names
+used: grpclib's `_set_nodelay`, `Connection._connection` (the H2Connection) and
+`Handler._tasks`. frames.py reads h2's `H2Connection.streams`,
+`highest_inbound_stream_id` and `max_inbound_frame_size` (attributes, not methods).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from asyncio import BaseTransport, Transport
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from grpclib.config import Configuration
-from grpclib.protocol import Connection, EventsProcessor, H2Protocol, _set_nodelay
+from grpclib.protocol import Connection, EventsProcessor, H2Protocol, Stream, _set_nodelay
 from grpclib.server import Handler
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
-from h2.events import PingReceived, StreamReset
+from h2.events import PingReceived, StreamReset, UnknownFrameReceived
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
+
+from roomchat.adapters.grpc.frames import FRAME_TOO_LARGE, FrameMeter
 
 
 @dataclass(frozen=True)
@@ -61,10 +72,11 @@ class PolicedConnection(Connection):
     """grpclib's connection state, with the client's ping strikes.
 
     Anything the server sends on a stream (headers, data) clears them; the fast
-    path of `roomchat.adapters.grpc.writer` clears `ping_strikes` itself.
+    path of `roomchat.adapters.grpc.writer` calls `sent_data` itself.
     """
 
     ping_strikes = 0
+    data_frames = 0  # DATA frames sent: each allows the client WINDOW_UPDATEs (frames.py)
     last_ping_received: float | None = None
     resets = 0  # streams the client cancelled since `resets_since`
     resets_since = 0.0
@@ -75,7 +87,12 @@ class PolicedConnection(Connection):
 
     def data_send_process(self) -> None:
         super().data_send_process()
+        self.sent_data()
+
+    def sent_data(self) -> None:
+        """A DATA frame went out (through grpclib, or the fast path of writer.py)."""
         self.ping_strikes = 0
+        self.data_frames += 1
 
 
 class Connections:
@@ -95,6 +112,46 @@ class Connections:
             protocol.transport.close()
 
 
+class ReleasingHandler(Handler):
+    """grpclib's handler, releasing every stream, also one cancelled before its task ran.
+
+    grpclib releases a stream (forgets it, and acknowledges the flow-controlled bytes
+    its request left unread) in its request task's `finally`. A client that sends
+    HEADERS, DATA and RST_STREAM in one read gets that task cancelled before it starts,
+    so the `finally` never runs: each such stream leaked its DATA's share of the
+    connection's receive window until the connection carried no data at all (grpclib
+    issue #217), and its entry in the connection's streams. The task's done callback
+    releases what the task did not.
+
+    A request without `:method` or `:path` is refused with RST_STREAM before grpclib sees it.
+    """
+
+    def accept(
+        self, stream: Stream, headers: list[tuple[str, str]], release_stream: Callable[[], Any]
+    ) -> None:
+        if not _is_request(headers):
+            # grpclib would log a traceback for it (a line of log per frame a client sends).
+            stream.reset_nowait(ErrorCodes.PROTOCOL_ERROR)
+            release_stream()
+            return
+        released = False
+
+        def release_once() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                release_stream()
+
+        super().accept(stream, headers, release_once)
+        self._tasks[stream].add_done_callback(lambda _: release_once())
+
+
+def _is_request(headers: list[tuple[str, str]]) -> bool:
+    """Whether the header block has what grpclib reads without checking (h2 validates none)."""
+    names = [name for name, _ in headers if name[:1] == ":"]
+    return ":method" in names and ":path" in names
+
+
 class ServerProtocol(H2Protocol):
     """A connection that counts against the server's limits and polices pings."""
 
@@ -107,6 +164,11 @@ class ServerProtocol(H2Protocol):
         super().__init__(handler, config, h2_config)
         self._connections = connections
         self._refused = False
+        self._gone = False  # past a budget, or a protocol error: what arrives is not decoded
+        self._meter = FrameMeter()
+        self._tail = b""  # the beginning of a frame, waiting for the next read
+        self._left = b""  # a read whose rest (from `_left_from`) waits for the next turn, reading paused
+        self._left_from = 0
 
     def connection_made(self, transport: BaseTransport) -> None:
         self.transport = cast(Transport, transport)
@@ -139,11 +201,48 @@ class ServerProtocol(H2Protocol):
         self.processor = EventsProcessor(self.handler, self.connection)
 
     def data_received(self, data: bytes) -> None:
-        if self._refused:
+        if self._refused or self._gone:
             return
+        if self._left:  # a transport that reads on while paused (TLS may): after what waits
+            self._left, self._left_from = self._left[self._left_from :] + data, 0
+            return
+        if self._tail:  # a frame begun in the last read
+            data, self._tail = self._tail + data, b""
+        self._decode(data, 0)
+
+    def _decode(self, data: bytes, start: int) -> None:
+        """Decodes this turn's share of `data` from `start` (frames.FrameMeter); pauses reading
+        until the next turn if whole frames are left, and keeps a frame's beginning."""
+        h2 = self.connection._connection
+        end, more, reason = self._meter.cut(data, start, h2, self.connection.data_frames)
+        if end > start:
+            self._feed(data if start == 0 and end == len(data) else memoryview(data)[start:end])
+        if reason is not None:
+            code = ErrorCodes.FRAME_SIZE_ERROR if reason == FRAME_TOO_LARGE else ErrorCodes.ENHANCE_YOUR_CALM
+            self._hang_up(code, reason)
+        elif self._gone or end == len(data):
+            return
+        elif more:
+            self._left, self._left_from = data, end  # no copy: a read may hold thousands of turns
+            self.transport.pause_reading()
+            asyncio.get_running_loop().call_soon(self._next_turn)
+        else:
+            self._tail = data[end:]
+
+    def _next_turn(self) -> None:
+        data, start, self._left = self._left, self._left_from, b""
+        if self._gone or self.transport.is_closing():
+            return
+        self._decode(data, start)
+        if not self._left and not self._gone:
+            self.transport.resume_reading()
+
+    def _feed(self, data: bytes | memoryview) -> None:
         try:
-            events = self.connection.feed(data)
+            events = self.connection.feed(cast(bytes, data))  # h2 takes any buffer
         except ProtocolError:
+            self.connection.flush()  # h2's GOAWAY, so the client learns why
+            self._gone = True
             self.processor.close("Protocol error")
             return
         for event in events:
@@ -153,8 +252,16 @@ class ServerProtocol(H2Protocol):
                 return
         self.connection.flush()
         for event in events:
-            self.processor.process(event)
+            if type(event) is not UnknownFrameReceived:  # grpclib raises on it; HTTP/2 ignores it
+                self.processor.process(event)
         self.connection.flush()
+
+    def _hang_up(self, code: ErrorCodes, reason: bytes) -> None:
+        """GOAWAY with `reason`, then close; nothing more the client sends is decoded."""
+        self._gone = True
+        self._tail = self._left = b""
+        self.go_away(code, reason)
+        self.transport.close()
 
     def _too_many_pings(self) -> bool:
         connection = self.connection
@@ -165,8 +272,7 @@ class ServerProtocol(H2Protocol):
             connection.ping_strikes += 1
             if connection.ping_strikes > pings.max_strikes:
                 connection._connection.data_to_send()  # drop the ACK h2 queued for this ping
-                self.go_away(ErrorCodes.ENHANCE_YOUR_CALM, b"too_many_pings")
-                self.transport.close()
+                self._hang_up(ErrorCodes.ENHANCE_YOUR_CALM, b"too_many_pings")
                 return True
         return False
 
@@ -178,8 +284,7 @@ class ServerProtocol(H2Protocol):
         connection.resets += 1
         if connection.resets <= self._connections.limits.resets:
             return False
-        self.go_away(ErrorCodes.ENHANCE_YOUR_CALM, b"too_many_resets")
-        self.transport.close()
+        self._hang_up(ErrorCodes.ENHANCE_YOUR_CALM, b"too_many_resets")
         return True
 
     def go_away(self, code: ErrorCodes, debug: bytes | None = None) -> None:

@@ -19,7 +19,14 @@ from roomchat.adapters.grpc import codec
 from roomchat.adapters.grpc.writer import Direct, one_write
 from roomchat.adapters.http.identity import bearer
 from roomchat.core import BackendUnavailable, EndReason, Listener, Manager, ValidationError, to_json
-from roomchat.core.errors import Forbidden, Overloaded, RateLimited, RoomchatError, Unauthenticated
+from roomchat.core.errors import (
+    Forbidden,
+    Overloaded,
+    RateLimited,
+    RoomchatError,
+    Unauthenticated,
+    Unavailable,
+)
 from roomchat.core.identity import Identity
 from roomchat.core.message import dumps
 
@@ -37,6 +44,7 @@ _ERRORS: dict[type[RoomchatError], Status] = {
     Unauthenticated: Status.UNAUTHENTICATED,
     Forbidden: Status.PERMISSION_DENIED,
     BackendUnavailable: Status.UNAVAILABLE,
+    Unavailable: Status.UNAVAILABLE,
     RateLimited: Status.RESOURCE_EXHAUSTED,
     Overloaded: Status.RESOURCE_EXHAUSTED,
 }

@@ -99,7 +99,7 @@ class Direct(MarkedOnce):
             return
         h2.outbound_flow_control_window -= size
         stream.outbound_flow_control_window -= size
-        self._connection.ping_strikes = 0
+        self._connection.sent_data()
         # Whatever h2 has queued goes first (grpclib writes it out at once, so usually nothing).
         ahead = h2.data_to_send()
         self._transport.write(ahead + size.to_bytes(3, "big") + b"\x00\x00" + self._stream_id + data)

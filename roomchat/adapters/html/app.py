@@ -20,7 +20,7 @@ from roomchat.adapters.http.bodies import idempotency_key, message_posted, parse
 from roomchat.adapters.http.errors import EXCEPTION_HANDLERS, BadRequest
 from roomchat.adapters.http.identity import identify
 from roomchat.adapters.http.presence import stream_presence
-from roomchat.adapters.http.security import browser_safety
+from roomchat.adapters.http.security import CorsOrigins, browser_safety
 from roomchat.adapters.http.sse import EventStream, resume_id
 from roomchat.adapters.http.websocket import websocket_routes
 from roomchat.core import BackendUnavailable, Manager, ValidationError, validation
@@ -72,7 +72,10 @@ def _user_and_text(media: str, body: bytes) -> tuple[Any, str]:
     return user_value, text_value
 
 
-def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
+def create_app(manager: Manager, settings: AdapterSettings, cors: CorsOrigins | None = None) -> Starlette:
+    """The app; `cors` holds the allowed origins (the adapter's, so a reload can change them)."""
+    cors = cors or CorsOrigins(settings.cors_origins)
+
     async def home(request: Request) -> Response:
         """One page of rooms, those starting with `?q=` if given; `?after=` pages on."""
         prefix, after = request.query_params.get("q", "").strip(), request.query_params.get("after") or None
@@ -197,8 +200,12 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
             Route("/room/{roomId}/presence", presence, methods=["GET"]),
             Route("/stream/{roomId}", stream, methods=["GET"]),
             *websocket_routes("/ws", manager, settings),
-            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+            # roomchat.js connects to <origin>/api/ws, whichever adapter serves the page.
+            *websocket_routes("/api/ws", manager, settings),
+            # static/roomchat.js (and .d.ts) link to clients/js/ in a checkout, the one
+            # source of the client; a built package holds the file itself.
+            Mount("/static", StaticFiles(directory=STATIC, follow_symlink=True), name="static"),
         ],
         exception_handlers={**EXCEPTION_HANDLERS, HTTPException: http_error},
-        middleware=[browser_safety(settings, streams=("/stream/",))],
+        middleware=[browser_safety(settings, streams=("/stream/",), cors=cors)],
     )

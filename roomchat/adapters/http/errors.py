@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from roomchat.core import BackendUnavailable, ValidationError
-from roomchat.core.errors import Forbidden, Overloaded, RateLimited, Unauthenticated
+from roomchat.core.errors import Forbidden, Overloaded, RateLimited, Unauthenticated, Unavailable
 
 log = logging.getLogger("roomchat.http")
 
@@ -59,6 +59,10 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
     return error(503, f"backend unavailable: {exc}")
 
 
+async def _cannot_answer(request: Request, exc: Exception) -> Response:
+    return error(503, str(exc))
+
+
 async def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     headers = dict(exc.headers) if exc.headers else {}
@@ -90,6 +94,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     BadRequest: _bad_request,
     ValidationError: _invalid,
     BackendUnavailable: _unavailable,
+    Unavailable: _cannot_answer,
     Unauthenticated: _unauthenticated,
     Forbidden: _forbidden,
     RateLimited: _rate_limited,

@@ -77,18 +77,31 @@ def _without_default_port(scheme: str, host: str) -> str:
     return f"{scheme}://{host}"
 
 
+class CorsOrigins:
+    """The origins whose pages may post and delete: one per app, changed in place by a reload."""
+
+    __slots__ = ("allowed",)
+
+    def __init__(self, values: Iterable[str] = ()) -> None:
+        self.allowed = frozenset(origin(value) for value in values)
+
+    def replace(self, values: Iterable[str]) -> None:
+        """Allow these instead (ValueError for one that is not an origin, and nothing changes)."""
+        self.allowed = frozenset(origin(value) for value in values)
+
+
 class BrowserSafety:
     """The ASGI middleware; `streams` are the path prefixes of event streams."""
 
     def __init__(
         self,
         app: App,
-        cors_origins: Iterable[str] = (),
+        cors: CorsOrigins | None = None,
         trust_proxy: Iterable[str] = (),
         streams: tuple[str, ...] = (),
     ) -> None:
         self.app = app
-        self.allowed = frozenset(origin(value) for value in cors_origins)
+        self.cors = cors or CorsOrigins()
         self.trust_proxy = tuple(trust_proxy)
         self.streams = streams
 
@@ -97,7 +110,7 @@ class BrowserSafety:
         if scope["type"] not in ("http", "websocket"):
             return self.app(scope, receive, send)
         seen = _Headers(scope)
-        allowed = seen.origin is not None and seen.origin in self.allowed
+        allowed = seen.origin is not None and seen.origin in self.cors.allowed
         if scope["type"] == "websocket":
             if not allowed and self._cross_origin(scope, seen):
                 return _refuse_websocket(send)
@@ -219,13 +232,11 @@ async def _refuse_websocket(send: Send) -> None:
     await send({"type": "websocket.close", "code": 1008})
 
 
-def browser_safety(settings: AdapterSettings, streams: tuple[str, ...]) -> Middleware:
+def browser_safety(settings: AdapterSettings, streams: tuple[str, ...], cors: CorsOrigins) -> Middleware:
     """`BrowserSafety` as a Starlette app's middleware, set from the command line's options.
 
     The options are checked now (ValueError): Starlette builds its middleware on the first request.
+    `cors` is the app's to keep: a reload replaces its origins.
     """
-    cors_origins = tuple(origin(value) for value in settings.cors_origins)
     trusted_networks(settings.trust_proxy)
-    return Middleware(
-        BrowserSafety, cors_origins=cors_origins, trust_proxy=settings.trust_proxy, streams=streams
-    )
+    return Middleware(BrowserSafety, cors=cors, trust_proxy=settings.trust_proxy, streams=streams)

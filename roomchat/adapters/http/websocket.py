@@ -42,7 +42,7 @@ from roomchat.adapters.http.ws_frames import (
 )
 from roomchat.adapters.http.ws_protocol import RoomchatWebSocketProtocol
 from roomchat.core import BackendUnavailable, Listener, Manager, RoomchatError, ValidationError, to_json
-from roomchat.core.errors import Forbidden, Overloaded, RateLimited, Unauthenticated
+from roomchat.core.errors import Forbidden, Overloaded, RateLimited, Unauthenticated, Unavailable
 from roomchat.core.identity import Identity
 from roomchat.core.message import dumps
 
@@ -58,6 +58,7 @@ _STATUS: list[tuple[type[RoomchatError], int]] = [
     (RateLimited, 429),
     (Overloaded, 503),
     (BackendUnavailable, 503),
+    (Unavailable, 503),
 ]
 
 

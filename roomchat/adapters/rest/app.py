@@ -24,7 +24,7 @@ from roomchat.adapters.http.errors import EXCEPTION_HANDLERS
 from roomchat.adapters.http.identity import identify
 from roomchat.adapters.http.metrics import metrics_endpoint
 from roomchat.adapters.http.presence import stream_presence
-from roomchat.adapters.http.security import browser_safety
+from roomchat.adapters.http.security import CorsOrigins, browser_safety
 from roomchat.adapters.http.sse import EventStream, resume_id
 from roomchat.adapters.http.websocket import websocket_routes
 from roomchat.adapters.rest.openapi import OPENAPI
@@ -37,7 +37,10 @@ _STATIC = Path(__file__).parent / "static"
 _DOCS = _STATIC / "docs.html"
 
 
-def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
+def create_app(manager: Manager, settings: AdapterSettings, cors: CorsOrigins | None = None) -> Starlette:
+    """The app; `cors` holds the allowed origins (the adapter's, so a reload can change them)."""
+    cors = cors or CorsOrigins(settings.cors_origins)
+
     def who(request: Request) -> Identity:
         return identify(manager, request.scope, settings.trust_proxy)
 
@@ -120,5 +123,5 @@ def create_app(manager: Manager, settings: AdapterSettings) -> Starlette:
             Mount("/static", StaticFiles(directory=_STATIC), name="static"),  # /docs's script and style
         ],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[browser_safety(settings, streams=("/api/stream/",))],
+        middleware=[browser_safety(settings, streams=("/api/stream/",), cors=cors)],
     )

@@ -7,18 +7,17 @@ import fcntl
 import os
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from roomchat.backends.one_process import OneProcess
 from roomchat.backends.sqlite.store import SCHEMA, Reads, connect, path_of
 from roomchat.backends.sqlite.writer import Delete, Job, Outcome, Post, Writer
 from roomchat.core.errors import BackendUnavailable
 from roomchat.core.ids import Clock, wall_ms
-from roomchat.core.limits import TokenBuckets
 from roomchat.core.message import Message
 from roomchat.core.ports import BackendSettings, BackendSink, Posted, Replay
-from roomchat.core.presence import OneProcessPresence
 
 _T = TypeVar("_T")
 
@@ -30,7 +29,7 @@ _T = TypeVar("_T")
 SWITCH_INTERVAL = 0.0005
 
 
-class SqliteBackend(OneProcessPresence):
+class SqliteBackend(OneProcess):
     """History and ids in one SQLite file, for one process (the file is locked).
 
     Nothing blocks the event loop on disk: writes go to one writer thread that
@@ -46,7 +45,6 @@ class SqliteBackend(OneProcessPresence):
         self._path, self._sync = path_of(url)
         self._settings = settings
         self._clock = clock
-        self._buckets = TokenBuckets()
         self._subscribed: set[str] = set()
         self._sink: BackendSink | None = None
         self._lock: int | None = None  # the file descriptor holding the process lock
@@ -153,9 +151,6 @@ class SqliteBackend(OneProcessPresence):
                 if not job.future.done():
                     job.future.set_result(None)
 
-    async def spend(self, key: str, rate: float, burst: float) -> float:
-        return self._buckets.spend(key, rate, burst)
-
     # -- reads -----------------------------------------------------------------
 
     async def _read(self, query: Callable[[Reads], _T]) -> _T:
@@ -176,8 +171,8 @@ class SqliteBackend(OneProcessPresence):
     async def history(self, room_id: str, limit: int, after: str | None, before: str | None) -> list[Message]:
         return await self._read(lambda r: r.history(room_id, limit, after, before))
 
-    async def last_id(self, room_id: str) -> str | None:
-        return await self._read(lambda r: r.last_id(room_id))
+    async def last_ids(self, room_ids: Sequence[str]) -> dict[str, str | None]:
+        return await self._read(lambda r: {room_id: r.last_id(room_id) for room_id in room_ids})
 
     async def rooms(self, limit: int, after: str | None) -> list[str]:
         return await self._read(lambda r: r.rooms(limit, after))

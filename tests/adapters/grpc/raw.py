@@ -17,7 +17,12 @@ def literal(name: str, value: str) -> bytes:  # HPACK: literal without indexing,
     return b"\x00" + bytes([len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
 
 
-SETTINGS, PING, GOAWAY, ACK = 4, 6, 7, 1  # HTTP/2 frame types, and the ACK flag of the first two
+# HTTP/2 frame types, and the flags the tests use
+DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = (
+    range(10)
+)
+ACK = END_STREAM = 1  # ACK on SETTINGS and PING, END_STREAM on DATA and HEADERS
+END_HEADERS = 4
 ENHANCE_YOUR_CALM = 0xB  # the GOAWAY error code
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from typing import Any
 
 import httpx
 import pytest
@@ -18,8 +19,8 @@ from playwright.async_api import (
     Locator,
     Page,
     Request,
-    Route,
-    async_playwright,
+    WebSocket,
+    WebSocketRoute,
     expect,
 )
 
@@ -27,41 +28,15 @@ from roomchat.bootstrap import ServiceSettings
 from tests.backends.redis_server import free_port, redis_server
 from tests.support import roomchat_process, serve
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def chromium() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        await b.close()
 
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=10) as c:
         yield c
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def browser(chromium: Browser) -> AsyncIterator[Browser]:
-    """The module's browser; every context a test opens is closed after it."""
-    yield chromium
-    for context in chromium.contexts:
-        await context.close()
 
 
 async def open_room(browser: Browser, base: str, room: str, name: str) -> Page:
@@ -82,6 +57,39 @@ async def say(page: Page, text: str) -> None:
 
 def texts(page: Page) -> Locator:
     return page.locator("#log .message .text")
+
+
+async def hold_next_socket(
+    page: Page, before: Callable[[], Awaitable[None]], seen: Callable[[dict[str, Any]], None] | None = None
+) -> None:
+    """Hold the page's next WebSocket (roomchat.js's /api/ws) until `before` has run, then let
+    it through; `seen` gets each frame the page sends on it. Later sockets pass untouched."""
+    used = False
+
+    async def handler(ws: WebSocketRoute) -> None:
+        nonlocal used
+        if used:
+            ws.connect_to_server()
+            return
+        used = True
+        early: list[str | bytes] = []
+        server: WebSocketRoute | None = None
+
+        def from_page(message: str | bytes) -> None:
+            if seen is not None:
+                seen(json.loads(message))
+            if server is None:
+                early.append(message)
+            else:
+                server.send(message)
+
+        ws.on_message(from_page)
+        await before()
+        server = ws.connect_to_server()
+        for message in early:
+            server.send(message)
+
+    await page.route_web_socket(re.compile(r"/api/ws(\?|$)"), handler)
 
 
 async def test_two_pages_in_one_room_see_each_other(browser: Browser) -> None:
@@ -149,13 +157,12 @@ async def test_reloaded_page_shows_history_once_and_joins_the_stream_without_a_g
         await say(page, "mine")
         await expect(texts(page)).to_have_text(["old 1", "old 2", "mine"])
 
-        # Hold the stream back after the reload: a message posted between the page's
-        # rendering and the stream's opening must still appear, once.
-        async def late_stream(route: Route) -> None:
+        # Hold the connection back after the reload: a message posted between the page's
+        # rendering and its subscription must still appear, once.
+        async def post_in_the_seam() -> None:
             await http.post(f"{base}/room/hist", data={"user": "ann", "message": "in the seam"})
-            await route.continue_()
 
-        await page.route("**/stream/hist*", late_stream, times=1)
+        await hold_next_socket(page, post_in_the_seam)
         await page.reload()
         await expect(page.locator("#status")).to_have_text("Connected")
         await expect(texts(page)).to_have_text(["old 1", "old 2", "mine", "in the seam"])
@@ -172,11 +179,10 @@ async def test_empty_room_page_misses_nothing_posted_before_its_stream_opens(
         base = server.url("html")
         page = await (await browser.new_context()).new_page()
 
-        async def late_stream(route: Route) -> None:
+        async def post_first() -> None:
             await http.post(f"{base}/room/fresh", data={"user": "ann", "message": "first!"})
-            await route.continue_()
 
-        await page.route("**/stream/fresh*", late_stream, times=1)
+        await hold_next_socket(page, post_first)
         await page.goto(f"{base}/room/fresh")
         await expect(page.locator("#log .message .text")).to_have_text(["first!"])
         await expect(page.locator("#log .notice")).to_have_count(0)  # no "missing messages" notice
@@ -226,20 +232,22 @@ async def test_page_resumes_across_a_server_restart_on_redis_with_no_gap_and_no_
             assert last_shown
 
             # Hold the page's first reconnection attempt until the second server is
-            # up, then post through that server before letting the stream open: the
-            # page must get that message by resuming from its last id.
+            # up, then post through that server before letting the connection through:
+            # the page must get that message by resuming from its last id.
             second_up = asyncio.Event()
             resumed_from: list[str] = []
             posted: list[int] = []
 
-            async def held_reconnect(route: Route) -> None:
+            async def post_while_reconnecting() -> None:
                 await second_up.wait()
-                resumed_from.extend(parse_qs(urlsplit(route.request.url).query).get("lastEventId", []))
                 data = {"user": "bob", "message": "while reconnecting"}
                 posted.append((await http.post(f"{base}/room/durable", data=data)).status_code)
-                await route.continue_()
 
-            await page.route("**/stream/durable*", held_reconnect, times=1)
+            def subscribes(frame: dict[str, Any]) -> None:
+                if frame["type"] == "subscribe":
+                    resumed_from.append(frame["lastId"])
+
+            await hold_next_socket(page, post_while_reconnecting, subscribes)
             assert first.terminate() == 0
         await expect(page.locator("#status")).to_have_text("Reconnecting…")
         with roomchat_process(*args) as second:
@@ -276,6 +284,12 @@ async def test_keyboard_alone_and_nothing_from_any_other_origin(browser: Browser
 
         context.on("request", on_request)
         page = await context.new_page()
+        sockets: list[str] = []
+
+        def on_websocket(ws: WebSocket) -> None:
+            sockets.append(ws.url)
+
+        page.on("websocket", on_websocket)
         page.on("console", on_console)
         page.on("pageerror", lambda exc: problems.append(str(exc)))
         # The keyboard alone: the home page focuses the name, Tab goes to the
@@ -294,8 +308,9 @@ async def test_keyboard_alone_and_nothing_from_any_other_origin(browser: Browser
         await expect(texts(page)).to_have_text(["only from here"])
         await expect(page.locator("#listeners")).to_have_text("1 listening")
         paths = {url.removeprefix(base).partition("?")[0] for url in requests}
-        assert {"/static/chat.js", "/static/chat.css", "/stream/origins", "/room/origins/info"} <= paths
+        assert {"/static/chat.js", "/static/roomchat.js", "/static/chat.css", "/room/origins/info"} <= paths
         assert [url for url in requests if not url.startswith(base + "/")] == []
+        assert sockets == [base.replace("http:", "ws:") + "/api/ws?userId=ann"]
         assert problems == []
 
 

@@ -22,7 +22,8 @@ from playwright.async_api import Browser, Response, async_playwright, expect
 
 from roomchat.bootstrap import ServiceSettings
 from roomchat.tokens import JwtAuthenticator, mint
-from tests.adapters.html.test_browser import ARGS, CHROMIUM, open_room, say, texts
+from tests.adapters.html.conftest import ARGS, CHROMIUM
+from tests.adapters.html.test_browser import open_room, say, texts
 from tests.support import Running, serve
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -39,13 +40,6 @@ async def chromium() -> AsyncIterator[Browser]:
         b = await p.chromium.launch(executable_path=CHROMIUM, args=[*ARGS, rules])
         yield b
         await b.close()
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def browser(chromium: Browser) -> AsyncIterator[Browser]:
-    yield chromium
-    for context in chromium.contexts:
-        await context.close()
 
 
 @dataclass
@@ -345,6 +339,20 @@ async def test_an_expired_or_too_narrow_token_is_said_plainly(browser: Browser) 
         await expect(page.locator("#error")).to_be_empty()
         await say(page, "back again")
         await expect(texts(page)).to_have_text(["back again"])
+
+
+async def test_a_token_that_expires_while_the_page_is_open_is_said_plainly(browser: Browser) -> None:
+    async with jwt_server() as server:
+        page = await (await browser.new_context()).new_page()
+        # Past the 30 s leeway about five seconds from now: the page connects, then the
+        # server ends its subscription (`expired`) and refuses the token sent again.
+        await page.goto(f"{server.url('html')}/room/team#token={token('ann', ttl=-25)}")
+        await expect(page.locator("#status")).to_have_text("Connected")
+        await expect(page.locator("#status")).to_have_text("Stopped", timeout=15_000)
+        await expect(page.locator("#error")).to_have_text(
+            "Your token has expired or is not valid: open a fresh link."
+        )
+        await expect(page.locator("#text")).to_be_disabled()
 
 
 async def test_the_api_docs_page_works_under_its_strict_policy(browser: Browser) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 from playwright.async_api import async_playwright
 
-from tests.adapters.html.test_browser import ARGS, CHROMIUM
+from tests.adapters.html.conftest import ARGS, CHROMIUM
 from tests.support import serve
 
 DOC = Path(__file__).parents[3] / "docs" / "websocket.md"

@@ -1,12 +1,13 @@
-// roomchat's pages: the home form and the chat room. No framework, no
+// roomchat's pages: the home form and the chat room, the room on roomchat.js
+// (the same client every app uses, served beside this file). No framework, no
 // inline script (the pages' Content-Security-Policy forbids it), and every
 // text goes into the page through textContent, never as HTML.
-"use strict";
+import { RoomchatClient } from "./roomchat.js";
 
-(() => {
+{
   const NAME_KEY = "roomchat.name";
   const TOKEN_KEY = "roomchat.token"; // this tab's token under --auth jwt (sessionStorage)
-  const TOKEN_COOKIE = "roomchat_token"; // how EventSource, which cannot send headers, carries it
+  const TOKEN_COOKIE = "roomchat_token"; // how the page's own GET carries it (the WebSocket sends an auth frame)
   const JWT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
   const FIRST = "0-0"; // never a message id: "everything in history", for an empty page
   const POLL_MS = 15000; // how often the number of listeners is refreshed
@@ -38,8 +39,8 @@
     try { return sessionStorage.getItem(TOKEN_KEY) || memoryToken; } catch { return memoryToken; }
   }
 
-  // Same-site requests only (SameSite=Strict), and set again before each stream
-  // opens, so two tabs with two tokens each stream as their own.
+  // Same-site requests only (SameSite=Strict), and set again before each
+  // connection opens, so two tabs with two tokens each connect as their own.
   function setCookie(token) {
     const secure = location.protocol === "https:" ? "; Secure" : "";
     document.cookie = `${TOKEN_COOKIE}=${token}; path=/; SameSite=Strict${secure}`;
@@ -100,12 +101,10 @@
     let token = "";
 
     const seen = new Set();
-    let lastId = document.body.dataset.lastId || "";
-    let source = null;
-    let retries = 0;
-    let retryTimer = 0;
+    let lastId = document.body.dataset.lastId || FIRST; // where the subscription resumes
+    let client = null;
     let pollTimer = 0;
-    let deleted = false;
+    let over = false; // deleted or stopped: nothing reconnects
 
     const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
     const full = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
@@ -137,7 +136,8 @@
     }
 
     function show(message) {
-      if (seen.has(message.id)) return; // once each, whatever the stream replays
+      lastId = message.id;
+      if (seen.has(message.id)) return; // rendered by the server already
       seen.add(message.id);
       const follow = nearBottom() || message.userId === nameField.value.trim();
       const li = document.createElement("li");
@@ -177,84 +177,87 @@
       status.textContent = text;
     }
 
-    // -- the live stream -------------------------------------------------------
+    // -- the live room, through roomchat.js ----------------------------------------
+    // One client per name: it reconnects with backoff and resumes after the last
+    // message shown by itself; a new name is a new client, resumed from there.
 
-    function connect() {
-      retryTimer = 0;
-      const after = lastId || FIRST;
+    let refusedName = ""; // the server takes no presence under it: listen anonymously until it changes
+
+    function start() {
+      if (client) client.close();
+      const name = nameField.value.trim();
+      const userId = !byToken && name && name !== refusedName ? name : undefined;
       if (token) setCookie(token);
-      source = new EventSource(`/stream/${encodeURIComponent(roomId)}?lastEventId=${encodeURIComponent(after)}${presenceQuery()}`);
-      source.addEventListener("open", () => {
-        retries = 0;
+      const current = client = new RoomchatClient(location.origin, { userId, token: token ? () => token : null });
+      current.addEventListener("state", ({ detail }) => {
+        if (current !== client || over) return;
+        if (detail === "reconnecting") {
+          setState("reconnecting", "Reconnecting…");
+          if (byToken) allowed();
+        }
+      });
+      current.addEventListener("error", ({ detail }) => {
+        if (current === client && detail.code === 401) stop("Your token has expired or is not valid: open a fresh link.");
+      });
+      current.subscribe(roomId, { lastId, presence: true, onEvent }).catch((refusal) => {
+        if (current !== client || !refusal.code) return;
+        if (refusal.code === 422 && userId) { // our name: sending will say what is wrong with it
+          refusedName = userId;
+          start();
+        } else if (refusal.code === 403) stop("Your token does not open this room.");
+        else stop(refusal.message);
+      });
+    }
+
+    function onEvent(event) {
+      if (event.type === "message") show(event.message);
+      else if (event.type === "subscribed") { // live again: what it replays follows
         setState("connected", "Connected");
         refreshListeners();
-      });
-      source.addEventListener("presence", (event) => arrivals(JSON.parse(event.data)));
-      let opened = false;
-      source.addEventListener("open", () => { opened = true; });
-      source.addEventListener("error", () => { if (!opened) checkName(); });
-      source.addEventListener("message", (event) => {
-        show(JSON.parse(event.data));
-        lastId = event.lastEventId || lastId;
-      });
-      source.addEventListener("gap", () => {
+      }
+      else if (event.type === "presence") arrivals(event);
+      else if (event.type === "gap") {
         // Our last message is no longer in the server's history (it restarted or
         // trimmed it): everything it still has follows. Only worth saying if we
         // had shown something.
         if (seen.size > 0) notice("Some messages may be missing here: the server no longer has them.", "gap");
-      });
-      source.addEventListener("lagged", () => {
-        // Too slow to keep up: the server ended our stream. Resume at once.
-        reconnect(0);
-      });
-      source.addEventListener("deleted", () => {
-        deleted = true;
-        source.close();
-        clearInterval(pollTimer);
-        setState("deleted", "Room deleted");
-        listeners.textContent = "– listening";
-        const li = notice("This room was deleted. ", "deleted");
-        const again = document.createElement("a");
-        again.href = location.pathname;
-        again.textContent = "Start it again";
-        li.append(again);
-      });
-      source.addEventListener("expired", () => {
-        stop("Your token has expired: open a fresh link to carry on.");
-      });
-      source.addEventListener("error", () => {
-        if (!deleted) reconnect(null);
-      });
+      } else if (event.type === "deleted") roomDeleted();
+      else if (event.type === "error") stop(event.code === 403 ? "Your token does not open this room." : event.message);
     }
 
-    // EventSource retries by itself only sometimes (not after an error status);
-    // we always close it and reopen from the last id we showed, with backoff.
-    function reconnect(delay) {
-      if (source) source.close();
-      if (retryTimer) return;
-      setState("reconnecting", "Reconnecting…");
-      const wait = delay ?? Math.min(250 * 2 ** retries, 5000) * (0.8 + Math.random() * 0.4);
-      retries += 1;
-      retryTimer = setTimeout(byToken ? connectIfAllowed : connect, wait);
+    function roomDeleted() {
+      over = true;
+      client.close();
+      clearInterval(pollTimer);
+      setState("deleted", "Room deleted");
+      listeners.textContent = "– listening";
+      const li = notice("This room was deleted. ", "deleted");
+      const again = document.createElement("a");
+      again.href = location.pathname;
+      again.textContent = "Start it again";
+      li.append(again);
     }
 
-    // EventSource hides the status of a refused stream: under --auth jwt ask
+    // A WebSocket hides the status of a refused upgrade: under --auth jwt ask
     // once why, so a missing, expired or too narrow token is said, not retried forever.
-    async function connectIfAllowed() {
+    async function allowed() {
       let status = 0;
       try {
         status = (await fetch(`/room/${encodeURIComponent(roomId)}/info`, { headers: headers() })).status;
       } catch { /* unreachable: keep trying */ }
       if (status === 401) stop(token ? "Your token has expired or is not valid: open a fresh link." : "");
       else if (status === 403) stop("Your token does not open this room.");
-      else connect();
+      return status !== 401 && status !== 403;
+    }
+
+    async function connectIfAllowed() {
+      if (await allowed()) start();
     }
 
     // No token, or one that no longer works: say so and stop (the page keeps what it shows).
     function stop(reason) {
-      clearTimeout(retryTimer);
-      retryTimer = 0;
-      if (source) source.close();
+      over = true;
+      if (client) client.close();
       clearInterval(pollTimer);
       setState("stopped", reason ? "Stopped" : "Needs a token");
       closeComposer();
@@ -280,39 +283,21 @@
     }
 
     async function refreshListeners() {
-      if (deleted) return;
+      if (over) return;
       refreshPresence();
       try {
         const answer = await fetch(`/room/${encodeURIComponent(roomId)}/info`, { headers: headers() });
-        if (!answer.ok) return;
+        if (!answer.ok || over) return;
         const info = await answer.json();
         listeners.textContent = `${info.listeners} listening`;
-      } catch { /* the stream's state already says what is wrong */ }
+      } catch { /* the connection's state already says what is wrong */ }
     }
 
     // -- who is here --------------------------------------------------------------
-    // The stream names us and asks for presence events (at most one a second per
-    // room: a reconnect storm is folded away by the server). The list itself is
-    // fetched on every (re)connect and poll, since events carry no anonymous count.
-
-    let refusedName = ""; // the server takes no stream under it: listen anonymously until it changes
-
-    function presenceQuery() {
-      const name = nameField.value.trim();
-      const named = name && name !== refusedName;
-      return "&presence=1" + (named ? `&userId=${encodeURIComponent(name)}` : "");
-    }
-
-    // A stream refused before it opened: was it our name? (Sending will say what is wrong with it.)
-    async function checkName() {
-      const name = nameField.value.trim();
-      if (!name || name === refusedName) return;
-      const query = `?userId=${encodeURIComponent(name)}`;
-      try {
-        const answer = await fetch(`/stream/${encodeURIComponent(roomId)}${query}`, { method: "HEAD", headers: headers() });
-        if (answer.status === 422) refusedName = name;
-      } catch { /* unreachable: the retry will tell */ }
-    }
+    // The connection names us and the subscription asks for presence events (at
+    // most one a second per room: a reconnect storm is folded away by the server).
+    // The list itself is fetched on every (re)connect and poll, since events
+    // carry no anonymous count.
 
     async function refreshPresence() {
       try {
@@ -323,7 +308,7 @@
         for (const user of found.users) present.add(user.userId);
         anonymous = found.anonymous;
         showPresent();
-      } catch { /* the stream's state already says what is wrong */ }
+      } catch { /* the connection's state already says what is wrong */ }
     }
 
     function arrivals(change) {
@@ -365,6 +350,11 @@
       if (!text) nameField.setAttribute("aria-invalid", "false");
     }
 
+    // The server names the WebSocket's fields; the page names the form's (as a form post is answered).
+    function reasonOf(refusal) {
+      return refusal.message.replace(/^userId\b/, "user").replace(/^text\b/, "message");
+    }
+
     function resize() {
       textField.style.height = "auto";
       textField.style.height = Math.min(textField.scrollHeight, 200) + "px";
@@ -378,29 +368,26 @@
         nameField.focus();
         return;
       }
-      if (!text.trim()) return;
+      if (!text.trim() || !client) return;
       if (!byToken) saveName(user);
       sendButton.disabled = true;
       try {
-        const answer = await fetch(form.action, {
-          method: "POST",
-          headers: headers(),
-          // Under a token the server posts as its `sub`.
-          body: new URLSearchParams(byToken ? { message: text } : { user, message: text }),
-        });
-        if (answer.status === 201) {
+        // Under a token the server posts as its `sub`. While the connection is down the
+        // post waits for it, and is stored once however many times it is sent.
+        await client.publish(roomId, text, { userId: byToken ? undefined : user });
+        if (textField.value === text) {
           textField.value = "";
           resize();
-          showError("");
-        } else {
-          let reason = `could not send (HTTP ${answer.status})`;
-          try { reason = (await answer.json()).message || reason; } catch { /* not JSON */ }
+        }
+        showError("");
+      } catch (refusal) {
+        if (refusal.name === "TimeoutError") showError("Could not send: the server cannot be reached.");
+        else if (refusal.code) {
+          const reason = reasonOf(refusal);
           showError(reason, /^user/.test(reason) ? nameField : textField);
         }
-      } catch {
-        showError("Could not send: the server cannot be reached.");
       } finally {
-        sendButton.disabled = false;
+        if (!over) sendButton.disabled = false;
         textField.focus();
       }
     }
@@ -419,6 +406,7 @@
         const fresh = adoptToken();
         if (!fresh) return;
         token = fresh;
+        over = false;
         nameField.value = subjectOf(token);
         textField.disabled = false;
         sendButton.disabled = false;
@@ -427,7 +415,8 @@
         for (const li of log.querySelectorAll("li.message")) markMine(li);
         clearInterval(pollTimer);
         pollTimer = setInterval(refreshListeners, POLL_MS);
-        reconnect(0);
+        setState("reconnecting", "Reconnecting…");
+        connectIfAllowed();
       });
     } else {
       nameField.value = savedName();
@@ -436,7 +425,10 @@
     nameField.addEventListener("change", () => {
       const name = nameField.value.trim();
       if (name) saveName(name);
-      if (source && !deleted && !byToken) reconnect(0); // be present under the new name
+      if (client && !over && !byToken) { // be present under the new name
+        setState("reconnecting", "Reconnecting…");
+        start();
+      }
       for (const li of log.querySelectorAll("li.message")) markMine(li);
     });
     form.addEventListener("submit", (event) => {
@@ -458,6 +450,7 @@
     toBottom();
     (nameField.value ? textField : nameField).focus();
     if (byToken && !token) withoutToken();
-    else connect();
+    else if (byToken) connectIfAllowed();
+    else start();
   }
-})();
+}
