@@ -1,0 +1,3 @@
+from roomchat_client.chat import run
+
+run()
