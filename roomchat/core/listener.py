@@ -182,8 +182,7 @@ class Listener:
             if size <= budget:
                 frames += batch
                 self._pending = []
-                self.last_id = pending[-1].id or next((m.id for m in reversed(pending) if m.id), self.last_id)
-                self._counters.delivered += count
+                self._taken(pending)
                 return size
         size = 0
         count = 0
