@@ -168,10 +168,10 @@ async def test_a_token_callback_is_called_again_when_the_token_expires(browser: 
         minted: list[int] = []
 
         def token() -> str:
-            # The first expires about a second from now (30 s leeway); the later ones hold.
+            # The first expires about 3 s from now (30 s leeway); the later ones hold.
             minted.append(1)
             if len(minted) == 1:
-                return mint(SECRET, "ann", ttl=-29)
+                return mint(SECRET, "ann", ttl=-27)
             return mint(SECRET, "ann")
 
         await page.expose_function("token", token)
